@@ -1,0 +1,3 @@
+"""quest-lightning: quantized, energy-aware SNN training for multi-state neuromorphic devices."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Multi-state memory devices: specs, presets, R-S mapping patterns."""
