@@ -1,0 +1,130 @@
+"""The MINT quantizer: a symmetric, narrow-range integer grid with one learnable scale.
+
+For ``b`` bits the grid has :math:`Q_b = 2^{b-1} - 1` positive levels and :math:`2^b - 1` levels in all:
+
+.. math::
+
+    \\hat w = \\operatorname{round}\\big(\\operatorname{clip}(T(W)/\\alpha, -1, 1)\\, Q_b\\big)
+    \\in \\{-Q_b, \\dots, Q_b\\}, \\qquad W_q = \\hat w\\, \\alpha / Q_b,
+
+where :math:`T` is ``tanh`` (MINT) or the identity. Gradients pass straight through ``round`` only; ``clip`` and
+``tanh`` keep their true gradients, and :math:`\\alpha` receives the LSQ-like gradient
+:math:`\\hat w/Q_b - (T(W)/\\alpha)\\,\\mathbb 1[|T(W)| < \\alpha]`, optionally scaled by
+:math:`1/\\sqrt{N_W Q_b}`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Transform = Literal["tanh", "identity"]
+TRANSFORMS: tuple[str, ...] = ("tanh", "identity")
+
+
+def check_bits(bits: int, *, name: str = "bits") -> int:
+    """Validate a bit width (1 to 8) and return it."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
+        raise ValueError(f"{name}={bits!r} is not supported: use an integer from 1 to 8 (MINT uses 2, 3 or 4).")
+    return bits
+
+
+def check_transform(transform: str) -> str:
+    """Validate a pre-quantization transform name."""
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform={transform!r} is unknown: use one of {TRANSFORMS}.")
+    return transform
+
+
+def qmax(bits: int) -> int:
+    """Largest integer code :math:`Q_b = 2^{b-1} - 1` of a ``bits``-bit grid (1 bit gives a single level, 0).
+
+    >>> qmax(2), qmax(3), qmax(4)
+    (1, 3, 7)
+    """
+    return 2 ** (check_bits(bits) - 1) - 1
+
+
+def num_levels(bits: int) -> int:
+    """Number of levels :math:`2^b - 1` of a ``bits``-bit grid: 2-bit is ternary, 3-bit has 7 levels."""
+    return 2 * qmax(bits) + 1
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """Round to nearest with a straight-through gradient.
+
+    >>> x = torch.tensor([0.4, 1.6], requires_grad=True)
+    >>> y = round_ste(x); y.sum().backward()
+    >>> y.tolist(), x.grad.tolist()
+    ([0.0, 2.0], [1.0, 1.0])
+    """
+    return x + (torch.round(x) - x).detach()
+
+
+def scale_grad(x: Tensor, scale: float) -> Tensor:
+    """Identity in the forward pass; multiplies the gradient by ``scale`` in the backward pass (LSQ)."""
+    if scale == 1.0:
+        return x
+    return (x - x * scale).detach() + x * scale
+
+
+def init_alpha(weight: Tensor, bits: int) -> Tensor:
+    """MINT/LSQ initial scale :math:`\\alpha_0 = 2\\,\\overline{|W|} / \\sqrt{Q_b}` (a scalar tensor)."""
+    q = max(qmax(bits), 1)
+    alpha = 2.0 * weight.detach().abs().mean() / math.sqrt(q)
+    return alpha.clamp_min(1e-8)
+
+
+def alpha_grad_scale(numel: int, bits: int) -> float:
+    """LSQ gradient scale :math:`1/\\sqrt{N_W Q_b}` for a scale shared by ``numel`` values."""
+    return 1.0 / math.sqrt(max(numel, 1) * max(qmax(bits), 1))
+
+
+def _prepare(x: Tensor, alpha: Tensor, bits: int, transform: str, grad_scale: float | None) -> tuple[Tensor, Tensor, int]:
+    q = qmax(bits)
+    if grad_scale is not None:
+        alpha = scale_grad(alpha, grad_scale)
+    t = torch.tanh(x) if check_transform(transform) == "tanh" else x
+    return torch.clamp(t / alpha, -1.0, 1.0) * q, alpha, q
+
+
+def mint_quantize(
+    x: Tensor,
+    alpha: Tensor,
+    bits: int,
+    transform: Transform = "tanh",
+    grad_scale: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Fake-quantize ``x`` on the MINT grid and return ``(x_q, codes)``.
+
+    Args:
+        x: the tensor to quantize (weights or membrane potentials).
+        alpha: the positive scale :math:`\\alpha` (a scalar tensor, usually a learnable parameter).
+        bits: grid width ``b`` (1 to 8); the grid has :math:`2^b - 1` levels.
+        transform: ``"tanh"`` (MINT) or ``"identity"`` applied before dividing by ``alpha``.
+        grad_scale: if given, the gradient reaching ``alpha`` is multiplied by it (LSQ; see :func:`alpha_grad_scale`).
+
+    Returns:
+        ``x_q`` with the dtype of ``x``, equal to ``codes * alpha / Q_b`` and differentiable through the STE, and the
+        integer ``codes`` in :math:`[-Q_b, Q_b]` as ``int8`` (no gradient).
+
+    >>> xq, codes = mint_quantize(torch.tensor([-0.3, 0.02, 0.2]), torch.tensor(0.1), 2, "identity")
+    >>> codes.tolist(), [round(v, 3) for v in xq.tolist()]
+    ([-1, 0, 1], [-0.1, 0.0, 0.1])
+    """
+    scaled, alpha, q = _prepare(x, alpha, bits, transform, grad_scale)
+    rounded = round_ste(scaled)
+    codes = rounded.detach().to(torch.int8)
+    if q == 0:
+        return torch.zeros_like(x), codes
+    return rounded * (alpha / q), codes
+
+
+def mint_codes(x: Tensor, alpha: Tensor, bits: int, transform: Transform = "tanh") -> Tensor:
+    """The integer codes of ``x`` on the MINT grid, as ``int8``, without building a graph."""
+    with torch.no_grad():
+        scaled, _, _ = _prepare(x, alpha, bits, transform, None)
+        return torch.round(scaled).to(torch.int8)
