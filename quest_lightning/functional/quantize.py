@@ -65,10 +65,12 @@ def round_ste(x: Tensor) -> Tensor:
 
 
 def scale_grad(x: Tensor, scale: float) -> Tensor:
-    """Identity in the forward pass; multiplies the gradient by ``scale`` in the backward pass (LSQ)."""
+    """Identity in the forward pass (bit-exact); multiplies the gradient by ``scale`` in the backward pass (LSQ)."""
     if scale == 1.0:
         return x
-    return (x - x * scale).detach() + x * scale
+    # x + (y - y) is exactly x, unlike the usual (x - y).detach() + y, which can be off by an ulp
+    y = x * scale
+    return x.detach() + (y - y.detach())
 
 
 def init_alpha(weight: Tensor, bits: int) -> Tensor:

@@ -1,6 +1,43 @@
-"""Modules: quantized layers, neuron adapters, encoders and the spiking VGG builder."""
+"""Modules: quantized layers, neuron adapters, encoders, the spiking VGG builder and introspection."""
 
+from quest_lightning.nn.encoders import DirectEncoder, Encoder, LatencyEncoder, RateEncoder, make_encoder
+from quest_lightning.nn.inspect import (
+    quantized_layers,
+    recording,
+    require_quantized_layers,
+    reset_recording,
+    set_recording,
+    spiking_neurons,
+    synaptic_layers,
+)
 from quest_lightning.nn.layers import QuantConv2d, QuantLayerMixin, QuantLinear
 from quest_lightning.nn.neurons import QuantIFNode, QuantLeaky, QuantLIFNode, QuantNeuron
+from quest_lightning.nn.vgg import VGG_CONFIGS, SpikingBlock, SpikingVGG, TimeSharedDropout, make_neuron, spiking_vgg
 
-__all__ = ["QuantConv2d", "QuantLinear", "QuantLayerMixin", "QuantNeuron", "QuantLeaky", "QuantIFNode", "QuantLIFNode"]
+__all__ = [
+    "QuantConv2d",
+    "QuantLinear",
+    "QuantLayerMixin",
+    "QuantNeuron",
+    "QuantLeaky",
+    "QuantIFNode",
+    "QuantLIFNode",
+    "Encoder",
+    "DirectEncoder",
+    "RateEncoder",
+    "LatencyEncoder",
+    "make_encoder",
+    "SpikingVGG",
+    "SpikingBlock",
+    "TimeSharedDropout",
+    "VGG_CONFIGS",
+    "spiking_vgg",
+    "make_neuron",
+    "synaptic_layers",
+    "quantized_layers",
+    "spiking_neurons",
+    "require_quantized_layers",
+    "set_recording",
+    "reset_recording",
+    "recording",
+]

@@ -6,7 +6,8 @@ With ``enabled=False`` it is an ordinary full-precision layer (still recordable,
 first, analog-input layer and the readout are counted in the energy accounting).
 
 Both accept single-step input (``[B, ...]``) and multi-step input with a leading time axis (``[T, B, ...]``), which is
-folded into the batch for the convolution or matrix product.
+folded into the batch for the convolution or matrix product. An input repeated over time as a stride-0 view (direct
+coding) is computed once and the output expanded.
 
 With ``record=True`` a layer adds its input summed over every row (time steps and samples) to ``input_counts``,
 and the number of rows to ``recorded_rows``. For spiking inputs that is the spike count per input position, which
@@ -31,6 +32,11 @@ from quest_lightning.functional.quantize import (
     num_levels,
     qmax,
 )
+
+
+def _is_repeated_over_time(x: Tensor, feature_dims: int) -> bool:
+    """A ``[T, B, ...]`` input that is one ``[B, ...]`` tensor repeated (a stride-0 view, as direct coding makes)."""
+    return x.dim() == feature_dims + 2 and x.shape[0] > 1 and x.stride(0) == 0
 
 
 class QuantLayerMixin:
@@ -95,12 +101,16 @@ class QuantLayerMixin:
         return mint_codes(self.weight, self.alpha.detach(), self.bits, self.transform)
 
     def _record(self, x: Tensor, feature_dims: int) -> None:
-        rows = x.detach().flatten(0, x.dim() - feature_dims - 1)
+        x = x.detach()
+        repeats = 1
+        if _is_repeated_over_time(x, feature_dims):
+            repeats, x = x.shape[0], x[0]
+        rows = x.flatten(0, x.dim() - feature_dims - 1)
         if self.input_counts.shape != rows.shape[1:] or self.input_counts.device != x.device:
             self.input_counts = torch.zeros(rows.shape[1:], dtype=torch.float64, device=x.device)
             self.recorded_rows = torch.zeros((), dtype=torch.int64, device=x.device)
-        self.input_counts += rows.sum(0, dtype=torch.float64)
-        self.recorded_rows += rows.shape[0]
+        self.input_counts += rows.sum(0, dtype=torch.float64) * repeats
+        self.recorded_rows += rows.shape[0] * repeats
 
     def reset_recording(self) -> None:
         """Zero ``input_counts`` and ``recorded_rows``."""
@@ -157,9 +167,12 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
         if self.record:
             self._record(x, 3)
         w = self.quantized_weight()
-        if x.dim() == 5:
-            return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
-        return self._conv_forward(x, w, self.bias)
+        if x.dim() == 4:
+            return self._conv_forward(x, w, self.bias)
+        if _is_repeated_over_time(x, 3):  # the same input at every step: compute once
+            y = self._conv_forward(x[0], w, self.bias)
+            return y.unsqueeze(0).expand(x.shape[0], *y.shape)
+        return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._quant_repr()
@@ -195,7 +208,11 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
             raise ValueError(f"QuantLinear expects [..., {self.in_features}] input, got shape {tuple(x.shape)}.")
         if self.record:
             self._record(x, 1)
-        return F.linear(x, self.quantized_weight(), self.bias)
+        w = self.quantized_weight()
+        if _is_repeated_over_time(x, 1):
+            y = F.linear(x[0], w, self.bias)
+            return y.unsqueeze(0).expand(x.shape[0], *y.shape)
+        return F.linear(x, w, self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._quant_repr()

@@ -28,6 +28,8 @@ class QuantLeaky(QuantNeuron):
             :func:`~quest_lightning.functional.surrogate.get_surrogate`); snnTorch's default ``atan`` if ``None``.
         reset_mechanism: ``"subtract"`` (soft), ``"zero"`` (hard) or ``"none"``.
         reset_delay: return the pre-reset membrane, as snnTorch does by default; ``False`` returns the reset one.
+        detach_reset: stop the gradient through the reset, as snnTorch always does (``False`` is MINT's choice and
+            goes beyond ``snn.Leaky``).
         mem_bits: membrane bit width when a scale is shared (default: the layer's weight bits).
         device_spec: device that will hold the neuron state: LIF is refused if it cannot leak.
     """
@@ -40,6 +42,7 @@ class QuantLeaky(QuantNeuron):
         reset_mechanism: str = "subtract",
         reset_delay: bool = True,
         *,
+        detach_reset: bool = True,
         mem_bits: int | None = None,
         device_spec: DeviceCapability | None = None,
     ) -> None:
@@ -56,7 +59,7 @@ class QuantLeaky(QuantNeuron):
             decay=beta,
             threshold=threshold,
             reset=_RESETS[reset_mechanism],
-            detach_reset=True,
+            detach_reset=detach_reset,
             soft_reset_amount=threshold / beta,
             mem_bits=mem_bits,
             device_spec=device_spec,

@@ -1,0 +1,228 @@
+"""Spiking VGG networks built from a config list, with quantized layers and either neuron back-end.
+
+A config is a list of conv widths and ``"P"`` (pool), followed by the hidden fully connected widths. VGG6 (the
+DIET-SNN VGG6 that QUEST compares against) is::
+
+    conv3→64 (full precision, direct encoding) → IF → pool
+    qconv64→128 → IF
+    qconv128→128 → IF → pool
+    qfc8192→4096 → IF
+    qfc4096→4096 → IF
+    fc4096→10 (readout)
+
+Execution is multi-step: every layer takes ``[T, B, ...]`` (time folded into the batch for convolutions and matrix
+products) and the neurons scan over ``T``. The output is ``[T, B, classes]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from quest_lightning.devices.capability import DeviceCapability, check_bits_fit, check_leak_allowed
+from quest_lightning.functional.quantize import check_bits
+from quest_lightning.nn.layers import QuantConv2d, QuantLinear
+from quest_lightning.nn.neurons import QuantIFNode, QuantLeaky, QuantLIFNode, QuantNeuron
+
+VGG_CONFIGS: dict[str, tuple[list[int | str], list[int]]] = {
+    "vgg6": ([64, "P", 128, 128, "P"], [4096, 4096]),
+    "vgg9": ([64, 64, "P", 128, 128, "P", 256, 256, 256, "P"], [1024, 1024]),
+    "vgg11": ([64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P"], [4096, 4096]),
+    "vgg16": ([64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P"], [4096, 4096]),
+}
+
+BACKENDS = ("spikingjelly", "snntorch")
+NEURONS = ("if", "lif")
+
+
+def make_neuron(
+    backend: str,
+    kind: str,
+    reset: str,
+    *,
+    threshold: float = 0.5,
+    decay: float = 0.5,
+    surrogate: str = "triangle",
+    detach_reset: bool = False,
+    device_spec: DeviceCapability | None = None,
+) -> QuantNeuron:
+    """One multi-step neuron of the chosen back-end with the shared QUEST semantics.
+
+    ``decay`` is :math:`\\lambda` for LIF (MINT uses 0.5). Both back-ends follow :math:`H_t = \\lambda U_{t-1} + X_t`:
+    the SpikingJelly LIF is built with ``decay_input=False`` and :math:`\\tau = 1/(1-\\lambda)`; a soft reset
+    subtracts :math:`\\theta` from :math:`H_t` in both.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is unknown: use one of {BACKENDS}.")
+    if kind not in NEURONS:
+        raise ValueError(f"neuron={kind!r} is unknown: use 'if' (integrate-and-fire) or 'lif' (leaky).")
+    if reset not in ("hard", "soft"):
+        raise ValueError(f"reset={reset!r} is unknown: use 'hard' or 'soft'.")
+    lam = 1.0 if kind == "if" else float(decay)
+    if kind == "lif" and not 0.0 < lam < 1.0:
+        raise ValueError(f"decay={decay} must lie in (0, 1) for a LIF neuron.")
+    if device_spec is not None:
+        check_leak_allowed(device_spec, kind == "lif", what=f"neuron={kind!r}")
+    if backend == "snntorch":
+        neuron = QuantLeaky(
+            lam, threshold, surrogate, "zero" if reset == "hard" else "subtract", detach_reset=detach_reset,
+            device_spec=device_spec,
+        )
+        neuron.soft_reset_amount = threshold  # QUEST semantics: subtract theta from H_t (snnTorch: theta/beta)
+        return neuron
+    v_reset = 0.0 if reset == "hard" else None
+    if kind == "if":
+        return QuantIFNode(threshold, v_reset, surrogate, detach_reset, "m", device_spec=device_spec)
+    return QuantLIFNode(1.0 / (1.0 - lam), False, threshold, v_reset, surrogate, detach_reset, "m", device_spec=device_spec)
+
+
+class TimeSharedDropout(nn.Module):
+    """Dropout with one mask per sample shared across the time steps of a ``[T, B, ...]`` input."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout p={p} must lie in [0, 1).")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        mask = torch.empty_like(x[0:1]).bernoulli_(1.0 - self.p) / (1.0 - self.p)
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class SpikingBlock(nn.Module):
+    """Synaptic layer → optional BatchNorm → neuron → optional pool → optional dropout, on ``[T, B, ...]``."""
+
+    def __init__(
+        self,
+        layer: QuantConv2d | QuantLinear,
+        neuron: QuantNeuron,
+        norm: nn.Module | None = None,
+        pool: nn.Module | None = None,
+        dropout: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.layer, self.norm, self.neuron, self.pool, self.dropout = layer, norm, neuron, pool, dropout
+        neuron.share_scale_with(layer)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.layer(x)
+        if self.norm is not None:
+            y = self.norm(y.flatten(0, 1)).unflatten(0, y.shape[:2])
+        s = self.neuron.multi_step(y)[0]
+        if self.pool is not None:
+            s = self.pool(s.flatten(0, 1)).unflatten(0, s.shape[:2])
+        if self.dropout is not None:
+            s = self.dropout(s)
+        return s
+
+
+class SpikingVGG(nn.Module):
+    """A spiking VGG: ``forward([T, B, C, H, W]) -> [T, B, num_classes]`` (readout currents per step).
+
+    Args:
+        config: conv widths and ``"P"`` for pooling, e.g. ``[64, "P", 128, 128, "P"]``.
+        fc: hidden fully connected widths, e.g. ``[4096, 4096]``.
+        in_channels, image_size, num_classes: input and output geometry.
+        bits: weight bit width :math:`b_w` of the quantized layers.
+        neuron: ``"if"`` or ``"lif"``; reset: ``"hard"`` or ``"soft"``; backend: ``"spikingjelly"`` or ``"snntorch"``.
+        threshold: firing threshold :math:`\\theta`; decay: LIF :math:`\\lambda`; surrogate: surrogate name.
+        detach_reset: stop the gradient through the reset.
+        transform: MINT pre-transform, ``"tanh"`` or ``"identity"``.
+        pool: ``"max"`` (keeps spikes binary) or ``"avg"``.
+        batch_norm: BatchNorm after each conv (off by default: it breaks integer-only deployment unless folded).
+        dropout: time-shared dropout on the hidden FC spikes (0 disables).
+        quantize_first: quantize the first (analog-input) conv; quantize_readout: quantize the readout.
+        device_spec: the memory device; checked for enough states and, for LIF, for leak.
+    """
+
+    def __init__(
+        self,
+        config: Sequence[int | str],
+        fc: Sequence[int],
+        *,
+        in_channels: int = 3,
+        image_size: int = 32,
+        num_classes: int = 10,
+        bits: int = 2,
+        neuron: Literal["if", "lif"] = "if",
+        reset: Literal["hard", "soft"] = "hard",
+        backend: Literal["spikingjelly", "snntorch"] = "spikingjelly",
+        threshold: float = 0.5,
+        decay: float = 0.5,
+        surrogate: str = "triangle",
+        detach_reset: bool = False,
+        transform: Literal["tanh", "identity"] = "tanh",
+        pool: Literal["max", "avg"] = "max",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        quantize_first: bool = False,
+        quantize_readout: bool = False,
+        device_spec: DeviceCapability | None = None,
+    ) -> None:
+        super().__init__()
+        check_bits(bits)
+        if device_spec is not None:
+            check_bits_fit(device_spec, bits)
+        if pool not in ("max", "avg"):
+            raise ValueError(f"pool={pool!r} is unknown: use 'max' or 'avg'.")
+        if not any(isinstance(c, int) for c in config):
+            raise ValueError(f"config={list(config)!r} has no conv layer; give conv widths and 'P' for pooling.")
+        self.bits, self.neuron_kind, self.reset, self.backend = bits, neuron, reset, backend
+
+        def neuron_() -> QuantNeuron:
+            return make_neuron(
+                backend, neuron, reset, threshold=threshold, decay=decay, surrogate=surrogate,
+                detach_reset=detach_reset, device_spec=device_spec,
+            )
+
+        quant = dict(bits=bits, transform=transform, device_spec=device_spec)
+        blocks: list[SpikingBlock] = []
+        channels, size, first = in_channels, image_size, True
+        for i, item in enumerate(config):
+            if item == "P":
+                continue
+            if not isinstance(item, int) or item < 1:
+                raise ValueError(f"config[{i}]={item!r} must be a positive conv width or 'P'.")
+            pooled = i + 1 < len(config) and config[i + 1] == "P"
+            layer = QuantConv2d(channels, item, 3, padding=1, enabled=quantize_first or not first, **quant)
+            pool_mod = (nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2)) if pooled else None
+            blocks.append(SpikingBlock(layer, neuron_(), nn.BatchNorm2d(item) if batch_norm else None, pool_mod))
+            channels, size, first = item, size // 2 if pooled else size, False
+        features = channels * size * size
+        for width in fc:
+            drop = TimeSharedDropout(dropout) if dropout > 0 else None
+            blocks.append(SpikingBlock(QuantLinear(features, width, **quant), neuron_(), dropout=drop))
+            features = width
+        self.features = nn.ModuleList(b for b in blocks if isinstance(b.layer, QuantConv2d))
+        self.classifier = nn.ModuleList(b for b in blocks if isinstance(b.layer, QuantLinear))
+        self.readout = QuantLinear(features, num_classes, enabled=quantize_readout, **quant)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 5:
+            raise ValueError(
+                f"SpikingVGG expects [T, B, C, H, W] input (encode the batch first), got shape {tuple(x.shape)}."
+            )
+        for block in self.features:
+            x = block(x)
+        x = x.flatten(2)
+        for block in self.classifier:
+            x = block(x)
+        return self.readout(x)
+
+
+def spiking_vgg(name: str = "vgg6", **kwargs) -> SpikingVGG:
+    """Build a named spiking VGG (``"vgg6"``, ``"vgg9"``, ``"vgg11"``, ``"vgg16"``); keywords as :class:`SpikingVGG`."""
+    if name not in VGG_CONFIGS:
+        raise ValueError(f"model {name!r} is unknown: use one of {sorted(VGG_CONFIGS)} or SpikingVGG(config, fc).")
+    config, fc = VGG_CONFIGS[name]
+    kwargs.setdefault("fc", fc)
+    return SpikingVGG(config, **kwargs)
