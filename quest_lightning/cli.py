@@ -248,9 +248,12 @@ def _report_command(run_dir: str, out_dir: str | None) -> int:
             file=sys.stderr,
         )
         return 1
-    result = build_report(run_dir, out_dir=out_dir)
-    if result is not None:
-        print(result)
+    try:
+        result = build_report(run_dir, out_dir=out_dir)
+    except FileNotFoundError as err:
+        print(f"quest-lightning report: {err}", file=sys.stderr)
+        return 1
+    print(result)
     return 0
 
 
