@@ -85,7 +85,9 @@ def alpha_grad_scale(numel: int, bits: int) -> float:
     return 1.0 / math.sqrt(max(numel, 1) * max(qmax(bits), 1))
 
 
-def _prepare(x: Tensor, alpha: Tensor, bits: int, transform: str, grad_scale: float | None) -> tuple[Tensor, Tensor, int]:
+def _prepare(
+    x: Tensor, alpha: Tensor, bits: int, transform: str, grad_scale: float | None
+) -> tuple[Tensor, Tensor, int]:
     q = qmax(bits)
     if grad_scale is not None:
         alpha = scale_grad(alpha, grad_scale)

@@ -56,8 +56,13 @@ def _sj_pair(kind, v_reset, detach_reset, step_mode):
         ours = QuantIFNode(0.5, v_reset, sj_sg.ATan(alpha=3.0), detach_reset, step_mode=step_mode, store_v_seq=True)
     else:
         ref = sj_neuron.LIFNode(
-            tau=1.5, v_threshold=0.5, v_reset=v_reset, surrogate_function=sg, detach_reset=detach_reset,
-            step_mode=step_mode, store_v_seq=step_mode == "m",
+            tau=1.5,
+            v_threshold=0.5,
+            v_reset=v_reset,
+            surrogate_function=sg,
+            detach_reset=detach_reset,
+            step_mode=step_mode,
+            store_v_seq=step_mode == "m",
         )
         ours = QuantLIFNode(1.5, True, 0.5, v_reset, sj_sg.ATan(alpha=3.0), detach_reset, step_mode, True)
     return ref, ours

@@ -1,0 +1,364 @@
+"""Training-step benchmark: quest-lightning against plain SpikingJelly and plain snnTorch, in one run.
+
+Every configuration trains the same VGG6 (METHOD.md §4) on synthetic CIFAR-shaped data resident on the device
+(random, never zeros) and reports the median time of a full training step (forward, backward, optimizer; after
+warm-up, device-synchronised), throughput and peak memory:
+
+1. ``sj-fp32``: plain SpikingJelly 2.x, ``IFNode(step_mode="m")`` behind ``SeqToANNContainer``, FP32, unquantized.
+2. ``snntorch-fp32``: plain snnTorch, ``Leaky(beta=1, reset_mechanism="zero")`` in a time loop.
+3. ``quest-<backend>``: quest-lightning W2/U2, IF with hard reset, through a Lightning ``Trainer``: without
+   callbacks, with each callback alone, and with all three monitoring every step.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the peak resident set size of a fresh
+subprocess per configuration (so configurations do not share a high-water mark; `--quick` runs in-process, so
+its CPU memory column is the shared high-water mark).
+
+    python benchmarks/bench_step.py                 # GPU: B=256, T=4 (+ T=8, 16); CPU: a small configuration
+    python benchmarks/bench_step.py --quick         # a tiny CI-safe run of a few configurations
+    python benchmarks/bench_step.py --json out.json
+
+It prints a markdown table with ratios against ``sj-fp32`` at the same T and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+QUEST_VARIANTS = ("none", "transitions", "aor", "energy", "all")
+
+
+@dataclass
+class Result:
+    name: str
+    timesteps: int
+    batch: int
+    step_ms: float
+    samples_per_s: float
+    peak_mb: float
+    ratio: float | None = None
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The three kinds of network
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _vgg6_layers(width: int, fc: int, image: int) -> tuple[list[nn.Module], list[nn.Module]]:
+    feat = image // 4
+    convs = [
+        nn.Conv2d(3, width, 3, padding=1, bias=False),
+        nn.Conv2d(width, 2 * width, 3, padding=1, bias=False),
+        nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False),
+    ]
+    fcs = [
+        nn.Linear(2 * width * feat * feat, fc, bias=False),
+        nn.Linear(fc, fc, bias=False),
+        nn.Linear(fc, 10, bias=False),
+    ]
+    return convs, fcs
+
+
+def plain_spikingjelly(width: int, fc: int, image: int) -> nn.Module:
+    from spikingjelly.activation_based import layer, neuron, surrogate
+
+    convs, fcs = _vgg6_layers(width, fc, image)
+
+    def node():
+        return neuron.IFNode(v_threshold=0.5, surrogate_function=surrogate.PiecewiseQuadratic(alpha=1.0), step_mode="m")
+
+    return nn.Sequential(
+        layer.SeqToANNContainer(convs[0]),
+        node(),
+        layer.SeqToANNContainer(nn.MaxPool2d(2)),
+        layer.SeqToANNContainer(convs[1]),
+        node(),
+        layer.SeqToANNContainer(convs[2]),
+        node(),
+        layer.SeqToANNContainer(nn.MaxPool2d(2)),
+        nn.Flatten(2),
+        layer.SeqToANNContainer(fcs[0]),
+        node(),
+        layer.SeqToANNContainer(fcs[1]),
+        node(),
+        layer.SeqToANNContainer(fcs[2]),
+    )
+
+
+class PlainSnnTorch(nn.Module):
+    def __init__(self, width: int, fc: int, image: int) -> None:
+        import snntorch as snn
+        from snntorch import surrogate
+
+        super().__init__()
+        convs, fcs = _vgg6_layers(width, fc, image)
+        self.convs, self.fcs = nn.ModuleList(convs), nn.ModuleList(fcs)
+        sg = surrogate.fast_sigmoid()
+        self.lifs = nn.ModuleList(
+            snn.Leaky(beta=1.0, threshold=0.5, reset_mechanism="zero", spike_grad=sg) for _ in range(5)
+        )
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        mems = [lif.init_leaky() for lif in self.lifs]
+        outs = []
+        for x in x_seq:
+            s, mems[0] = self.lifs[0](self.convs[0](x), mems[0])
+            s = self.pool(s)
+            s, mems[1] = self.lifs[1](self.convs[1](s), mems[1])
+            s, mems[2] = self.lifs[2](self.convs[2](s), mems[2])
+            s = self.pool(s).flatten(1)
+            s, mems[3] = self.lifs[3](self.fcs[0](s), mems[3])
+            s, mems[4] = self.lifs[4](self.fcs[1](s), mems[4])
+            outs.append(self.fcs[2](s))
+        return torch.stack(outs)
+
+
+def quest_net(backend: str, width: int, fc: int, image: int) -> nn.Module:
+    from quest_lightning.nn import SpikingVGG
+
+    return SpikingVGG([width, "P", 2 * width, 2 * width, "P"], [fc, fc], image_size=image, bits=2, backend=backend)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Timing
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_plain(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: int, warmup: int, steps: int
+) -> list[float]:
+    from spikingjelly.activation_based import functional
+
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    times = []
+    for i in range(warmup + steps):
+        _sync(x.device)
+        t0 = time.perf_counter()
+        functional.reset_net(net)
+        out = net(x.unsqueeze(0).repeat(timesteps, 1, 1, 1, 1)).mean(0)
+        loss = nn.functional.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _sync(x.device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def time_quest(backend: str, variant: str, args, timesteps: int, device: torch.device) -> list[float]:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Callback
+    from torch.utils.data import DataLoader, Dataset
+
+    from quest_lightning.lightning.callbacks import AORMeter, DeviceEnergyCallback, WeightTransitionMonitor
+    from quest_lightning.lightning.module import QuestModule
+
+    class Resident(Dataset):
+        """One random batch on the device, served ``n`` times (no loader cost)."""
+
+        def __init__(self, x, y, n):
+            self.x, self.y, self.n = x, y, n
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return self.x, self.y
+
+    times: list[float] = []
+
+    class StartTimer(Callback):  # first in the list: its batch-start hook runs before every other callback's
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            _sync(device)
+            self.t0 = time.perf_counter()
+
+    class EndTimer(Callback):  # last in the list: its batch-end hook runs after every measured callback's
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            _sync(device)
+            times.append(time.perf_counter() - start.t0)
+
+    start = StartTimer()
+    x, y = _data(args.batch, args.image, device)
+    total = args.warmup + args.steps
+    loader = DataLoader(Resident(x, y, total), batch_size=None)
+    callbacks = {
+        "none": [],
+        "transitions": [WeightTransitionMonitor(stages="all")],
+        "aor": [AORMeter(on=("train",))],
+        "energy": [DeviceEnergyCallback("skmtj7")],
+        "all": [WeightTransitionMonitor(stages="all"), AORMeter(on=("train",)), DeviceEnergyCallback("skmtj7")],
+    }[variant]
+    torch.manual_seed(0)
+    module = QuestModule(quest_net(backend, args.width, args.fc, args.image), timesteps=timesteps, schedule="none")
+    trainer = pl.Trainer(
+        accelerator=device.type,
+        devices=1,
+        max_steps=total,
+        callbacks=[start, *callbacks, EndTimer()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, loader)
+    return times[args.warmup :]
+
+
+def _data(batch: int, image: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch, 3, image, image, generator=g) * 2 - 1).to(device)
+    y = torch.randint(0, 10, (batch,), generator=g).to(device)
+    return x, y
+
+
+def run_one(name: str, args, timesteps: int) -> Result:
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(0)
+    if name == "sj-fp32":
+        net = plain_spikingjelly(args.width, args.fc, args.image).to(device)
+        times = time_plain(net, *_data(args.batch, args.image, device), timesteps, args.warmup, args.steps)
+    elif name == "snntorch-fp32":
+        net = PlainSnnTorch(args.width, args.fc, args.image).to(device)
+        times = time_plain(net, *_data(args.batch, args.image, device), timesteps, args.warmup, args.steps)
+    else:
+        _, backend, variant = name.split("-", 2)
+        times = time_quest(backend, variant, args, timesteps, device)
+    step = statistics.median(times)
+    return Result(name, timesteps, args.batch, step * 1e3, args.batch / step, _peak_mb(device))
+
+
+def run_isolated(name: str, args, timesteps: int) -> Result:
+    """Run one configuration in a fresh interpreter (clean peak-RSS on the CPU)."""
+    cmd = [sys.executable, __file__, "--_one", name, "--_t", str(timesteps), *args._forward]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return Result(**json.loads(out.strip().splitlines()[-1]))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def configurations(quick: bool) -> list[str]:
+    plain = ["sj-fp32", "snntorch-fp32"]
+    if quick:
+        return plain + ["quest-spikingjelly-none", "quest-spikingjelly-all"]
+    quest = [f"quest-{b}-{v}" for b in ("spikingjelly", "snntorch") for v in QUEST_VARIANTS]
+    return plain + quest
+
+
+def markdown(results: list[Result]) -> str:
+    lines = [
+        "| config | T | batch | step (ms) | samples/s | peak memory (MiB) | step / sj-fp32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = f"{r.ratio:.2f}×" if r.ratio is not None else "–"
+        cells = [r.name, r.timesteps, r.batch, f"{r.step_ms:.1f}", f"{r.samples_per_s:.1f}", f"{r.peak_mb:.0f}", ratio]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[Result]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and a few configurations (CI-safe)")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--timesteps", type=int, nargs="+")
+    p.add_argument("--width", type=int, default=64, help="first conv width (VGG6: 64)")
+    p.add_argument("--fc", type=int, default=4096, help="hidden FC width (VGG6: 4096)")
+    p.add_argument("--image", type=int, default=32)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--configs", nargs="+", help="subset of configurations to run")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--_one", help=argparse.SUPPRESS)
+    p.add_argument("--_t", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    gpu = args.device.startswith("cuda")
+    if args.quick:
+        args.width, args.fc, args.image = 8, 64, 16
+    args.batch = args.batch or (256 if gpu else 8 if args.quick else 32)
+    args.timesteps = args.timesteps or ([4, 8, 16] if gpu else [4])
+    args.warmup = args.warmup if args.warmup is not None else (10 if gpu else 2)
+    args.steps = args.steps or (30 if gpu else 3 if args.quick else 8)
+    if args._one:
+        print(json.dumps(asdict(run_one(args._one, args, args._t))))
+        return []
+    args._forward = [
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--width",
+        str(args.width),
+        "--fc",
+        str(args.fc),
+        "--image",
+        str(args.image),
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.steps),
+    ]
+    names = args.configs or configurations(args.quick)
+    results: list[Result] = []
+    for t in args.timesteps:
+        for name in names:
+            r = run_one(name, args, t) if gpu or args.quick else run_isolated(name, args, t)
+            results.append(r)
+            print(f"  {name:32s} T={t:<3d} {r.step_ms:9.1f} ms", file=sys.stderr, flush=True)
+        base = next((r for r in results if r.name == "sj-fp32" and r.timesteps == t), None)
+        for r in results:
+            if base is not None and r.timesteps == t:
+                r.ratio = r.step_ms / base.step_ms
+    hardware = (
+        torch.cuda.get_device_name(0)
+        if gpu
+        else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    )
+    print(f"\nDevice: {hardware}; torch {torch.__version__}; batch {args.batch}; VGG6 widths {args.width}/{args.fc}\n")
+    print(markdown(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "hardware": hardware,
+                    "torch": torch.__version__,
+                    "args": vars(args) | {"_forward": None},
+                    "results": [asdict(r) for r in results],
+                },
+                f,
+                indent=2,
+            )
+    return results
+
+
+if __name__ == "__main__":
+    main()
