@@ -95,6 +95,43 @@ def _prepare(
     return torch.clamp(t / alpha, -1.0, 1.0) * q, alpha, q
 
 
+class _MintQuantize(torch.autograd.Function):
+    r"""The MINT quantizer as one autograd node: the same forward values as the composed ops, and the same gradients
+    computed in fewer passes, saving only the ``int8`` codes (the transform is recomputed in the backward pass).
+
+    With :math:`u = T(x)/\alpha`, :math:`m = \mathbb 1[|u| \le 1]` and :math:`r = \hat w`:
+    :math:`\partial L/\partial x = g\,m\,T'(x)` and
+    :math:`\partial L/\partial\alpha = s\,(\sum g\,r/Q - \sum g\,m\,u)` (``s`` the LSQ scale, or 1).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alpha: Tensor, q: int, tanh: bool, grad_scale: float | None):
+        t = torch.tanh(x) if tanh else x
+        r = torch.clamp(t / alpha, -1.0, 1.0).mul_(q).round_()
+        codes = r.to(torch.int8)
+        ctx.save_for_backward(x, alpha, codes)
+        ctx.q, ctx.tanh, ctx.grad_scale = q, tanh, grad_scale
+        ctx.mark_non_differentiable(codes)
+        return r.mul_(alpha / q), codes
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _codes_grad: Tensor | None):
+        x, alpha, codes = ctx.saved_tensors
+        t = torch.tanh(x) if ctx.tanh else x
+        u = t / alpha
+        g_in = grad * (u.abs() <= 1.0)
+        grad_x = grad_alpha = None
+        if ctx.needs_input_grad[0]:
+            grad_x = g_in * (1.0 - t * t) if ctx.tanh else g_in
+        if ctx.needs_input_grad[1]:
+            r = codes.to(grad.dtype)
+            grad_alpha = torch.dot(grad.flatten(), r.flatten()) / ctx.q - torch.dot(g_in.flatten(), u.flatten())
+            if ctx.grad_scale is not None:
+                grad_alpha = grad_alpha * ctx.grad_scale
+            grad_alpha = grad_alpha.reshape(alpha.shape).to(alpha.dtype)
+        return grad_x, grad_alpha, None, None, None
+
+
 def mint_quantize(
     x: Tensor,
     alpha: Tensor,
@@ -119,6 +156,22 @@ def mint_quantize(
     >>> codes.tolist(), [round(v, 3) for v in xq.tolist()]
     ([-1, 0, 1], [-0.1, 0.0, 0.1])
     """
+    q = qmax(bits)
+    tanh = check_transform(transform) == "tanh"
+    if q == 0:
+        return torch.zeros_like(x), torch.zeros_like(x, dtype=torch.int8)
+    return _MintQuantize.apply(x, alpha, q, tanh, grad_scale)
+
+
+def mint_quantize_reference(
+    x: Tensor,
+    alpha: Tensor,
+    bits: int,
+    transform: Transform = "tanh",
+    grad_scale: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`mint_quantize` composed from differentiable ops (round through :func:`round_ste`): the reference the
+    fused autograd node is tested against."""
     scaled, alpha, q = _prepare(x, alpha, bits, transform, grad_scale)
     rounded = round_ste(scaled)
     codes = rounded.detach().to(torch.int8)

@@ -2,8 +2,9 @@
 
 snnTorch applies the reset of step :math:`t` at step :math:`t + 1` (``reset_delay=True``) and always detaches it,
 returning the pre-reset membrane :math:`H_t`. In the shared step's terms that is
-:math:`U_t = H_t(1 - \\operatorname{sg}(S_t))` for ``"zero"`` and :math:`U_t = H_t - (\\theta/\\beta)\\operatorname{sg}(S_t)`
-for ``"subtract"`` (snnTorch subtracts :math:`\\theta` after the decay), so spikes, membranes and gradients equal
+:math:`U_t = H_t(1 - \\operatorname{sg}(S_t))` for ``"zero"`` and
+:math:`U_t = H_t - (\\theta/\\beta)\\operatorname{sg}(S_t)` for ``"subtract"`` (snnTorch subtracts :math:`\\theta` after
+the decay), so spikes, membranes and gradients equal
 ``snn.Leaky`` exactly when quantization is off.
 """
 
