@@ -109,14 +109,25 @@ def neuron_scan(
     u0: Tensor | None = None,
     *,
     return_membrane: Literal["none", "pre", "post"] = "none",
+    fused: bool = True,
     **step_kwargs,
 ) -> tuple[Tensor, Tensor | None, Tensor]:
-    """Run :func:`neuron_step` over the leading time axis of ``x_seq`` (shape ``[T, ...]``).
+    r"""Run :func:`neuron_step` over the leading time axis of ``x_seq`` (shape ``[T, ...]``).
+
+    With ``fused=True`` (the default) and no membranes or initial state asked for, the whole scan is one autograd
+    node (:class:`FusedNeuronScan`): the same spikes, gradients equal to fp32 rounding, and only the pre-reset
+    membrane and the spikes kept for the backward pass.
 
     Returns:
         ``(spikes [T, ...], membranes [T, ...] or None, final state)``; ``return_membrane`` picks the pre-reset
-        :math:`H_t` (``"pre"``) or the carried :math:`U_t` (``"post"``).
+        :math:`H_t` (``"pre"``) or the carried :math:`U_t` (``"post"``). The fused scan returns no final state
+        (``None``).
     """
+    quant = step_kwargs.get("quant")
+    if fused and u0 is None and return_membrane == "none" and (quant is None or isinstance(quant, MembraneQuant)):
+        kw = {k: v for k, v in step_kwargs.items() if k != "quant"}
+        spikes, u = fused_neuron_scan(x_seq, spike_fn, quant=quant, **kw)
+        return spikes, None, u
     u = u0
     spikes, mems = [], []
     for x in x_seq.unbind(0):
@@ -125,6 +136,124 @@ def neuron_scan(
         if return_membrane != "none":
             mems.append(h if return_membrane == "pre" else u)
     return torch.stack(spikes), (torch.stack(mems) if mems else None), u
+
+
+def _reset(h: Tensor, s: Tensor, reset: str, amount: float) -> Tensor:
+    if reset == "hard":
+        return h * (1.0 - s)
+    if reset == "soft":
+        return h - amount * s
+    return h
+
+
+def _quantize_forward(u: Tensor, alpha: Tensor, q: int, tanh: bool) -> Tensor:
+    t = torch.tanh(u) if tanh else u
+    return torch.clamp(t / alpha, -1.0, 1.0).mul_(q).round_().mul_(alpha / q)
+
+
+class FusedNeuronScan(torch.autograd.Function):
+    r"""The neuron scan over ``T`` as one autograd node, with a hand-written backward pass through time.
+
+    Forward: exactly the ops of :func:`neuron_step` at every step (so the spikes are bit-identical to the unfused
+    scan). Backward, from :math:`t = T-1` down to 0, with :math:`\delta_t = \partial L / \partial U_t`:
+
+    * membrane quantization (STE): :math:`\partial L/\partial U'_t = \delta_t\, m_t\, T'(U'_t)` and
+      :math:`\partial L/\partial \alpha \mathrel{+}= \delta_t \cdot (\hat u_t / Q - m_t\, T(U'_t)/\alpha)`;
+    * reset: hard :math:`U'_t = H_t(1 - S_t)`, soft :math:`U'_t = H_t - \theta_r S_t` (the spike path is cut when
+      the reset is detached);
+    * fire: :math:`\partial L/\partial H_t \mathrel{+}= (\partial L/\partial S_t)\, \sigma'(H_t - \theta)`, the
+      surrogate derivative taken from the surrogate itself by autograd (any snnTorch or SpikingJelly surrogate);
+    * charge: :math:`\partial L / \partial X_t = \partial L/\partial H_t`,
+      :math:`\delta_{t-1} = \lambda\, \partial L/\partial H_t`.
+    """
+
+    @staticmethod
+    def forward(ctx, x_seq, alpha, spike_fn, decay, threshold, reset, detach_reset, amount, q, tanh, grad_scale):
+        u = None
+        spikes, hs = [], []
+        for x in x_seq.unbind(0):
+            if u is None:
+                h = x
+            else:
+                h = u + x if decay == 1.0 else decay * u + x
+            s = spike_fn(h - threshold)
+            u = _reset(h, s, reset, amount)
+            if alpha is not None:
+                u = _quantize_forward(u, alpha, q, tanh)
+            spikes.append(s)
+            hs.append(h)
+        spikes = torch.stack(spikes)
+        ctx.save_for_backward(torch.stack(hs), spikes, alpha)
+        ctx.params = (spike_fn, decay, threshold, reset, detach_reset, amount, q, tanh, grad_scale)
+        return spikes, u
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_last):
+        hs, spikes, alpha = ctx.saved_tensors
+        spike_fn, decay, threshold, reset, detach_reset, amount, q, tanh, grad_scale = ctx.params
+        grad_x = torch.empty_like(hs)
+        grad_alpha = torch.zeros((), dtype=torch.float64, device=hs.device) if alpha is not None else None
+        delta = grad_last  # dL/dU_t of the carried state, starting from the returned final state
+        for t in range(hs.shape[0] - 1, -1, -1):
+            h, s = hs[t], spikes[t]
+            g_s = grad_spikes[t]
+            g_h = torch.zeros_like(h)
+            if delta is not None:
+                g_u = delta
+                if alpha is not None:
+                    u_r = _reset(h, s, reset, amount)
+                    tr = torch.tanh(u_r) if tanh else u_r
+                    v = tr / alpha
+                    g_in = delta * (v.abs() <= 1.0)
+                    r = torch.clamp(v, -1.0, 1.0).mul_(q).round_()
+                    grad_alpha += torch.dot(delta.flatten(), r.flatten()).double() / q
+                    grad_alpha -= torch.dot(g_in.flatten(), v.flatten()).double()
+                    g_u = g_in * (1.0 - tr * tr) if tanh else g_in
+                if reset == "hard":
+                    g_h = g_u * (1.0 - s)
+                    if not detach_reset:
+                        g_s = g_s - g_u * h
+                elif reset == "soft":
+                    g_h = g_u
+                    if not detach_reset:
+                        g_s = g_s - amount * g_u
+                else:
+                    g_h = g_u
+            with torch.enable_grad():
+                z = (h - threshold).detach().requires_grad_(True)
+                (g_fire,) = torch.autograd.grad(spike_fn(z), z, grad_outputs=g_s)
+            g_h = g_h + g_fire
+            grad_x[t] = g_h
+            delta = g_h if decay == 1.0 else decay * g_h
+        if grad_alpha is not None:
+            if grad_scale is not None:
+                grad_alpha = grad_alpha * grad_scale
+            grad_alpha = grad_alpha.to(alpha.dtype).reshape(alpha.shape)
+        return grad_x, grad_alpha, None, None, None, None, None, None, None, None, None
+
+
+def fused_neuron_scan(
+    x_seq: Tensor,
+    spike_fn: Callable[[Tensor], Tensor],
+    *,
+    decay: float = 1.0,
+    threshold: float = 0.5,
+    reset: Reset = "hard",
+    detach_reset: bool = False,
+    soft_reset_amount: float | None = None,
+    quant: MembraneQuant | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``(spikes [T, ...], final state)`` of a neuron scanned from a zero state, as one autograd node (see
+    :class:`FusedNeuronScan`)."""
+    amount = threshold if soft_reset_amount is None else soft_reset_amount
+    if quant is None:
+        alpha, q, tanh, scale = None, 0, False, None
+    else:
+        q = qmax(quant.bits)
+        if q < 1:
+            raise ValueError(f"membrane bits={quant.bits} has no non-zero level; use bits >= 2.")
+        alpha, tanh, scale = quant.alpha, check_transform(quant.transform) == "tanh", quant.grad_scale
+    return FusedNeuronScan.apply(x_seq, alpha, spike_fn, decay, threshold, reset, detach_reset, amount, q, tanh, scale)
 
 
 # --------------------------------------------------------------------------------------------------------------------
