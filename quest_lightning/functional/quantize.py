@@ -96,8 +96,10 @@ def _prepare(
 
 
 class _MintQuantize(torch.autograd.Function):
-    r"""The MINT quantizer as one autograd node: the same forward values as the composed ops, and the same gradients
-    computed in fewer passes, saving only the ``int8`` codes (the transform is recomputed in the backward pass).
+    r"""The MINT quantizer as one autograd node: the same forward values as the composed ops, and the same gradients.
+
+    It saves only the ``int8`` codes (the transform is recomputed in the backward pass), and on the CPU it works
+    through large tensors in cache-sized chunks, so the element-wise passes cost about one trip through memory.
 
     With :math:`u = T(x)/\alpha`, :math:`m = \mathbb 1[|u| \le 1]` and :math:`r = \hat w`:
     :math:`\partial L/\partial x = g\,m\,T'(x)` and
@@ -106,30 +108,54 @@ class _MintQuantize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, alpha: Tensor, q: int, tanh: bool, grad_scale: float | None):
-        t = torch.tanh(x) if tanh else x
-        r = torch.clamp(t / alpha, -1.0, 1.0).mul_(q).round_()
-        codes = r.to(torch.int8)
+        out = torch.empty_like(x)
+        codes = torch.empty_like(x, dtype=torch.int8)
+        for xs, os, cs in zip(*(_chunks(v) for v in (x, out, codes)), strict=True):
+            t = torch.tanh(xs) if tanh else xs
+            r = torch.clamp(t / alpha, -1.0, 1.0).mul_(q).round_()
+            cs.copy_(r)
+            torch.mul(r, alpha / q, out=os)
         ctx.save_for_backward(x, alpha, codes)
         ctx.q, ctx.tanh, ctx.grad_scale = q, tanh, grad_scale
         ctx.mark_non_differentiable(codes)
-        return r.mul_(alpha / q), codes
+        return out, codes
 
     @staticmethod
     def backward(ctx, grad: Tensor, _codes_grad: Tensor | None):
         x, alpha, codes = ctx.saved_tensors
-        t = torch.tanh(x) if ctx.tanh else x
-        u = t / alpha
-        g_in = grad * (u.abs() <= 1.0)
-        grad_x = grad_alpha = None
-        if ctx.needs_input_grad[0]:
-            grad_x = g_in * (1.0 - t * t) if ctx.tanh else g_in
-        if ctx.needs_input_grad[1]:
-            r = codes.to(grad.dtype)
-            grad_alpha = torch.dot(grad.flatten(), r.flatten()) / ctx.q - torch.dot(g_in.flatten(), u.flatten())
+        want_x, want_alpha = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x = torch.empty_like(x) if want_x else None
+        dot_r = torch.zeros((), dtype=torch.float64, device=x.device)
+        dot_u = torch.zeros((), dtype=torch.float64, device=x.device)
+        grad_chunks = _chunks(grad.contiguous())
+        out_chunks = _chunks(grad_x) if want_x else [None] * len(grad_chunks)
+        for xs, gs, cs, gx in zip(_chunks(x), grad_chunks, _chunks(codes), out_chunks, strict=True):
+            t = torch.tanh(xs) if ctx.tanh else xs
+            u = t / alpha
+            g_in = gs * (u.abs() <= 1.0)
+            if gx is not None:
+                torch.mul(g_in, 1.0 - t * t, out=gx) if ctx.tanh else gx.copy_(g_in)
+            if want_alpha:
+                dot_r += torch.dot(gs, cs.to(gs.dtype))
+                dot_u += torch.dot(g_in, u)
+        grad_alpha = None
+        if want_alpha:
+            grad_alpha = dot_r / ctx.q - dot_u
             if ctx.grad_scale is not None:
                 grad_alpha = grad_alpha * ctx.grad_scale
-            grad_alpha = grad_alpha.reshape(alpha.shape).to(alpha.dtype)
+            grad_alpha = grad_alpha.to(alpha.dtype).reshape(alpha.shape)
         return grad_x, grad_alpha, None, None, None
+
+
+_CHUNK = 1 << 18  # elements per chunk on the CPU: the element-wise passes of one chunk stay in cache
+
+
+def _chunks(t: Tensor) -> list[Tensor]:
+    """Flat views of ``t`` in cache-sized chunks on the CPU (one chunk on other devices, where kernels are fused)."""
+    flat = t.view(-1) if t.is_contiguous() else t.reshape(-1)
+    if t.device.type != "cpu" or flat.numel() <= _CHUNK:
+        return [flat]
+    return list(flat.split(_CHUNK))
 
 
 def mint_quantize(
