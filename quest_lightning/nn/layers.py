@@ -161,9 +161,7 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() not in (4, 5):
-            raise ValueError(
-                f"QuantConv2d expects [B, C, H, W] or [T, B, C, H, W] input, got shape {tuple(x.shape)}."
-            )
+            raise ValueError(f"QuantConv2d expects [B, C, H, W] or [T, B, C, H, W] input, got shape {tuple(x.shape)}.")
         if self.record:
             self._record(x, 3)
         w = self.quantized_weight()

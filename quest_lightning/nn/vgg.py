@@ -68,7 +68,11 @@ def make_neuron(
         check_leak_allowed(device_spec, kind == "lif", what=f"neuron={kind!r}")
     if backend == "snntorch":
         neuron = QuantLeaky(
-            lam, threshold, surrogate, "zero" if reset == "hard" else "subtract", detach_reset=detach_reset,
+            lam,
+            threshold,
+            surrogate,
+            "zero" if reset == "hard" else "subtract",
+            detach_reset=detach_reset,
             device_spec=device_spec,
         )
         neuron.soft_reset_amount = threshold  # QUEST semantics: subtract theta from H_t (snnTorch: theta/beta)
@@ -76,7 +80,9 @@ def make_neuron(
     v_reset = 0.0 if reset == "hard" else None
     if kind == "if":
         return QuantIFNode(threshold, v_reset, surrogate, detach_reset, "m", device_spec=device_spec)
-    return QuantLIFNode(1.0 / (1.0 - lam), False, threshold, v_reset, surrogate, detach_reset, "m", device_spec=device_spec)
+    return QuantLIFNode(
+        1.0 / (1.0 - lam), False, threshold, v_reset, surrogate, detach_reset, "m", device_spec=device_spec
+    )
 
 
 class TimeSharedDropout(nn.Module):
@@ -180,8 +186,14 @@ class SpikingVGG(nn.Module):
 
         def neuron_() -> QuantNeuron:
             return make_neuron(
-                backend, neuron, reset, threshold=threshold, decay=decay, surrogate=surrogate,
-                detach_reset=detach_reset, device_spec=device_spec,
+                backend,
+                neuron,
+                reset,
+                threshold=threshold,
+                decay=decay,
+                surrogate=surrogate,
+                detach_reset=detach_reset,
+                device_spec=device_spec,
             )
 
         quant = dict(bits=bits, transform=transform, device_spec=device_spec)

@@ -43,7 +43,9 @@ class _QuantSJNode(QuantNeuron, MemoryModule):
         device_spec: DeviceCapability | None,
     ) -> None:
         if step_mode not in ("s", "m"):
-            raise ValueError(f"step_mode={step_mode!r} is unknown: use 's' (single step) or 'm' (multi-step [T, B, ...]).")
+            raise ValueError(
+                f"step_mode={step_mode!r} is unknown: use 's' (single step) or 'm' (multi-step [T, B, ...])."
+            )
         self.v_reset = v_reset
         self.step_mode = step_mode
         self.store_v_seq = store_v_seq
