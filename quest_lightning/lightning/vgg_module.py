@@ -23,7 +23,8 @@ class QuestVGG(QuestModule):
         bits: weight (and membrane) bit width :math:`b`.
         neuron: ``"if"`` or ``"lif"``; reset: ``"hard"`` or ``"soft"``; backend: ``"spikingjelly"`` or ``"snntorch"``.
         threshold: firing threshold :math:`\\theta`; decay: LIF leak :math:`\\lambda`; surrogate: surrogate name.
-        detach_reset, transform, pool, batch_norm, dropout, quantize_first, quantize_readout: see ``SpikingVGG``.
+        detach_reset, transform, pool, batch_norm, dropout, quantize_first, quantize_readout, quantize: see
+            ``SpikingVGG`` (``quantize=False`` is the FP32 baseline).
         device: the memory device (preset name such as ``"skmtj7"``, a dict, or a YAML path); ``None`` for none.
         num_classes, image_size, in_channels: data geometry.
         timesteps, encoder, loss, optimizer, lr, weight_decay, momentum, schedule, milestones, gamma,
@@ -47,6 +48,7 @@ class QuestVGG(QuestModule):
         dropout: float = 0.0,
         quantize_first: bool = False,
         quantize_readout: bool = False,
+        quantize: bool = True,
         device: str | dict | None = "skmtj7",
         num_classes: int = 10,
         image_size: int = 32,
@@ -90,6 +92,7 @@ class QuestVGG(QuestModule):
                 dropout=dropout,
                 quantize_first=quantize_first,
                 quantize_readout=quantize_readout,
+                quantize=quantize,
                 device_spec=spec,
             )
         except ValueError as err:

@@ -147,6 +147,7 @@ class SpikingVGG(nn.Module):
         batch_norm: BatchNorm after each conv (off by default: it breaks integer-only deployment unless folded).
         dropout: time-shared dropout on the hidden FC spikes (0 disables).
         quantize_first: quantize the first (analog-input) conv; quantize_readout: quantize the readout.
+        quantize: ``False`` gives the full-precision (FP32) network with the same structure, for baselines.
         device_spec: the memory device; checked for enough states and, for LIF, for leak.
     """
 
@@ -172,11 +173,12 @@ class SpikingVGG(nn.Module):
         dropout: float = 0.0,
         quantize_first: bool = False,
         quantize_readout: bool = False,
+        quantize: bool = True,
         device_spec: DeviceCapability | None = None,
     ) -> None:
         super().__init__()
         check_bits(bits)
-        if device_spec is not None:
+        if device_spec is not None and quantize:
             check_bits_fit(device_spec, bits)
         if pool not in ("max", "avg"):
             raise ValueError(f"pool={pool!r} is unknown: use 'max' or 'avg'.")
@@ -196,7 +198,7 @@ class SpikingVGG(nn.Module):
                 device_spec=device_spec,
             )
 
-        quant = dict(bits=bits, transform=transform, device_spec=device_spec)
+        quant = dict(bits=bits, transform=transform, device_spec=device_spec if quantize else None)
         blocks: list[SpikingBlock] = []
         channels, size, first = in_channels, image_size, True
         for i, item in enumerate(config):
@@ -205,18 +207,21 @@ class SpikingVGG(nn.Module):
             if not isinstance(item, int) or item < 1:
                 raise ValueError(f"config[{i}]={item!r} must be a positive conv width or 'P'.")
             pooled = i + 1 < len(config) and config[i + 1] == "P"
-            layer = QuantConv2d(channels, item, 3, padding=1, enabled=quantize_first or not first, **quant)
+            layer = QuantConv2d(
+                channels, item, 3, padding=1, enabled=quantize and (quantize_first or not first), **quant
+            )
             pool_mod = (nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2)) if pooled else None
             blocks.append(SpikingBlock(layer, neuron_(), nn.BatchNorm2d(item) if batch_norm else None, pool_mod))
             channels, size, first = item, size // 2 if pooled else size, False
         features = channels * size * size
         for width in fc:
             drop = TimeSharedDropout(dropout) if dropout > 0 else None
-            blocks.append(SpikingBlock(QuantLinear(features, width, **quant), neuron_(), dropout=drop))
+            fc_layer = QuantLinear(features, width, enabled=quantize, **quant)
+            blocks.append(SpikingBlock(fc_layer, neuron_(), dropout=drop))
             features = width
         self.features = nn.ModuleList(b for b in blocks if isinstance(b.layer, QuantConv2d))
         self.classifier = nn.ModuleList(b for b in blocks if isinstance(b.layer, QuantLinear))
-        self.readout = QuantLinear(features, num_classes, enabled=quantize_readout, **quant)
+        self.readout = QuantLinear(features, num_classes, enabled=quantize and quantize_readout, **quant)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 5:

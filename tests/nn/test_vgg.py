@@ -156,3 +156,18 @@ def test_quantize_first_and_readout_options():
     assert [layer.bits for _, layer in quantized_layers(model)] == [3, 3, 3, 3]
     assert model.features[0].layer.enabled and model.readout.enabled
     assert all(layer.transform == "identity" for _, layer in synaptic_layers(model))
+
+
+def test_quantize_false_gives_the_fp32_network():
+    from quest_lightning.nn import quantized_layers, spiking_vgg, synaptic_layers
+
+    torch.manual_seed(0)
+    fp = spiking_vgg("vgg6", quantize=False)
+    assert quantized_layers(fp) == [] and len(synaptic_layers(fp)) == 6
+    q = spiking_vgg("vgg6")
+    q.load_state_dict(fp.state_dict())
+    x = torch.rand(2, 2, 3, 32, 32)
+    # same weights: the FP32 network uses the raw weights, the quantized one the ternary grid
+    assert not torch.equal(fp(x), q(x))
+    layer = fp.features[1].layer
+    assert torch.equal(layer.quantized_weight(), layer.weight)
