@@ -166,8 +166,11 @@ def test_quantize_false_gives_the_fp32_network():
     assert quantized_layers(fp) == [] and len(synaptic_layers(fp)) == 6
     q = spiking_vgg("vgg6")
     q.load_state_dict(fp.state_dict())
-    x = torch.rand(2, 2, 3, 32, 32)
+    spikes = (torch.rand(2, 2, 64, 16, 16) < 0.3).float()
     # same weights: the FP32 network uses the raw weights, the quantized one the ternary grid
-    assert not torch.equal(fp(x), q(x))
-    layer = fp.features[1].layer
-    assert torch.equal(layer.quantized_weight(), layer.weight)
+    torch.testing.assert_close(
+        fp.features[1].layer(spikes),
+        torch.nn.functional.conv2d(spikes.flatten(0, 1), fp.features[1].layer.weight, padding=1).unflatten(0, (2, 2)),
+    )
+    assert not torch.equal(fp.features[1].layer(spikes), q.features[1].layer(spikes))
+    assert q.features[1].layer.codes.unique().numel() == 3
