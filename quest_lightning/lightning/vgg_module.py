@@ -18,6 +18,10 @@ from quest_lightning.nn.vgg import spiking_vgg
 class QuestVGG(QuestModule):
     """A spiking VGG trained with MINT quantization for a given memory device.
 
+    The training arguments (``timesteps``, ``encoder``, ``loss``, ``optimizer``, ``lr``, ``weight_decay``,
+    ``momentum``, ``schedule``, ``milestones``, ``gamma``, ``label_smoothing``, ``pattern``) are those of
+    :class:`QuestModule`.
+
     Args:
         arch: ``"vgg6"`` (the paper's), ``"vgg9"``, ``"vgg11"`` or ``"vgg16"``.
         bits: weight (and membrane) bit width :math:`b`.
@@ -27,8 +31,6 @@ class QuestVGG(QuestModule):
             ``SpikingVGG`` (``quantize=False`` is the FP32 baseline).
         device: the memory device (preset name such as ``"skmtj7"``, a dict, or a YAML path); ``None`` for none.
         num_classes, image_size, in_channels: data geometry.
-        timesteps, encoder, loss, optimizer, lr, weight_decay, momentum, schedule, milestones, gamma,
-            label_smoothing, pattern: see :class:`QuestModule`.
     """
 
     def __init__(
