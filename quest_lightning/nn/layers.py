@@ -54,18 +54,29 @@ class QuantLayerMixin:
     ) -> None:
         self.bits = check_bits(bits)
         self.transform = check_transform(transform)
-        self.enabled = bool(enabled)
         self.use_alpha_grad_scale = bool(use_alpha_grad_scale)
         self.device_spec = device_spec
-        if device_spec is not None and self.enabled:
+        if device_spec is not None and enabled:
             check_bits_fit(device_spec, bits)
         self.alpha = nn.Parameter(init_alpha(self.weight, bits).to(self.weight.dtype))
+        self.enabled = bool(enabled)
         # Plain tensor attributes, not registered buffers: they are derived per forward pass and must be neither
         # checkpointed nor broadcast between DDP ranks (each rank records its own inputs).
         self.codes: Tensor = torch.zeros_like(self.weight, dtype=torch.int8)
         self.record = False
         self.input_counts: Tensor = torch.zeros(0, dtype=torch.float64)
         self.recorded_rows: Tensor = torch.zeros((), dtype=torch.int64)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the weights are quantized. A full-precision layer's :math:`\\alpha` takes no gradient (so DDP
+        finds no unused parameter)."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        self.alpha.requires_grad_(self._enabled)
 
     @property
     def num_levels(self) -> int:
@@ -109,7 +120,8 @@ class QuantLayerMixin:
         if self.input_counts.shape != rows.shape[1:] or self.input_counts.device != x.device:
             self.input_counts = torch.zeros(rows.shape[1:], dtype=torch.float64, device=x.device)
             self.recorded_rows = torch.zeros((), dtype=torch.int64, device=x.device)
-        self.input_counts += rows.sum(0, dtype=torch.float64) * repeats
+        # a float32 sum is exact for 0/1 spikes up to 2**24 rows; the running total is float64
+        self.input_counts += rows.sum(0) * repeats
         self.recorded_rows += rows.shape[0] * repeats
 
     def reset_recording(self) -> None:

@@ -99,6 +99,12 @@ class AORMeter(Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(pl_module, "train")
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # recording is switched on at the epoch start, but Lightning skips that hook when it resumes mid-epoch,
+        # and a validation run inside the epoch switches it off: switch it back on (one attribute read per batch)
+        if "train" in self.on and self._layers and not self._layers[0][1].record:
+            self._start(pl_module, "train")
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if "train" in self.on:
             self._update("train", batch_size_of(batch))  # weights change every step: count with this step's codes
@@ -165,7 +171,8 @@ class AORMeter(Callback):
         scalars = {f"aor/{stage}/{r['layer']}": r["aor"] for r in layers}
         scalars.update({f"sparsity/{r['layer']}": r["sparsity"] for r in layers if r["sparsity"] is not None})
         scalars.update({f"spike_rate/{stage}/{r['neuron']}": r["rate"] for r in neurons})
-        scalars.update({f"{k.replace('_mean', '')}/{stage}/mean": v for k, v in record.items() if k.endswith("_mean")})
+        scalars.update({f"aor/{stage}/mean": record["aor_mean"], f"spike_rate/{stage}/mean": record["spike_rate_mean"]})
+        scalars["sparsity/mean"] = record["sparsity_mean"]  # a property of the weights, like sparsity/{layer}
         scalars = {k: v for k, v in scalars.items() if v is not None}
         scalars["epoch"] = trainer.current_epoch
         log_scalars(trainer, scalars)

@@ -66,8 +66,11 @@ def log_wandb(trainer: pl.Trainer, payload: dict[str, Any]) -> None:
 
 
 def run_dir(trainer: pl.Trainer) -> str:
-    """The run's log directory: the first logger's ``log_dir`` (or ``save_dir``), else ``default_root_dir``."""
+    """The run's own log directory, on rank zero: for W&B the run's ``files`` folder (uploaded by ``wandb sync``),
+    otherwise the first logger's ``log_dir`` (or ``save_dir``), else ``default_root_dir``."""
     for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+            return str(logger.experiment.dir)
         path = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
         if path:
             return str(path)

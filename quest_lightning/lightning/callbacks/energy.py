@@ -37,11 +37,13 @@ class DeviceEnergyCallback(Callback):
       (AOR accumulates), with the first-layer convention stated.
 
     Logged keys (joules per sample): ``energy/write/{stage}/{layer}``, ``energy/write/{stage}/total``,
-    ``energy/write/{stage}/best_pattern``, ``energy/read/{stage}/{layer}``, ``energy/read/{stage}/total``,
-    ``energy/ann_over_quest``, ``energy/diet_over_quest``.
+    ``energy/write/{stage}/best_pattern``, ``energy/read/{stage}/{layer}``, ``energy/read/{stage}/total``;
+    ratios: ``energy/{stage}/ann_over_quest``, ``energy/{stage}/diet_over_quest`` and the headline
+    ``energy/ann_over_quest``, ``energy/diet_over_quest`` (the val figures, or train when no val epoch is measured).
 
     Args:
-        device: a :class:`DeviceSpec`, a preset name (``"skmtj7"``), a dict or a YAML path.
+        device: a :class:`DeviceSpec`, a preset name (``"skmtj7"``), a dict or a YAML path; ``None`` takes the
+            module's ``device_spec`` (as ``QuestVGG`` has), else ``"skmtj7"``.
         pattern: ``"best"``, a pattern index, or a mapping (one device state per level, most negative level first)
             used for the per-layer figures; every pattern is always computed.
         states: restrict the patterns to this subset of device states (e.g. ``(0, 3, 6)``, QUEST's six patterns).
@@ -53,14 +55,14 @@ class DeviceEnergyCallback(Callback):
 
     def __init__(
         self,
-        device: DeviceSpec | str | dict = "skmtj7",
+        device: DeviceSpec | str | dict | None = None,
         pattern: Literal["best"] | int | Sequence[int] = "best",
         states: Sequence[int] | None = None,
         cmos: str = "45nm_fp32",
         first_layer: Literal["mac", "reads"] = "mac",
         count_zero_level_reads: bool = False,
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = resolve_device(device) if device is not None else None
         if isinstance(pattern, str) and pattern != "best":
             raise ValueError(f"pattern={pattern!r} is unknown: use 'best', an index, or a mapping of device states.")
         if first_layer not in ("mac", "reads"):
@@ -86,25 +88,36 @@ class DeviceEnergyCallback(Callback):
                 "use the same bits in every quantized layer."
             )
         self.bits = bits[0]
+        if self.device is None:
+            self.device = getattr(pl_module, "device_spec", None) or resolve_device("skmtj7")
         check_bits_fit(self.device, self.bits)
         self._energies = pattern_energies(self.device, self.bits, self.states)
         self.pattern_index = self._select_pattern()
+        # the Trainer's own monitor/meter if it has them, else the ones this callback made in an earlier setup
         self.monitor = next((c for c in trainer.callbacks if isinstance(c, WeightTransitionMonitor)), None)
         self.meter = next((c for c in trainer.callbacks if isinstance(c, AORMeter)), None)
         if self.monitor is None:
-            self.monitor = WeightTransitionMonitor()
-            self._owned.append(self.monitor)
+            self.monitor = next((c for c in self._owned if isinstance(c, WeightTransitionMonitor)), None)
+            if self.monitor is None:
+                self.monitor = WeightTransitionMonitor()
+                self._owned.append(self.monitor)
         if self.meter is None:
-            self.meter = AORMeter()
-            self._owned.append(self.meter)
+            self.meter = next((c for c in self._owned if isinstance(c, AORMeter)), None)
+            if self.meter is None:
+                self.meter = AORMeter()
+                self._owned.append(self.meter)
+        self._owned = [cb for cb in self._owned if cb is self.monitor or cb is self.meter]
         for cb in self._owned:
             cb.setup(trainer, pl_module, stage)
-        # run after the monitor and the meter so that their epoch results are final when we read them
-        callbacks = trainer.callbacks
+        # run after the monitor and the meter so that their epoch results are final when we read them. The Trainer
+        # is iterating over its callback list to call ``setup`` right now: give it a reordered copy instead of
+        # editing that list in place (which would skip the callbacks we move past).
+        callbacks = list(trainer.callbacks)
         others = [i for i, c in enumerate(callbacks) if c is self.monitor or c is self.meter]
         if others and callbacks.index(self) < max(others):
             callbacks.remove(self)
             callbacks.insert(max(others), self)
+            trainer.callbacks = callbacks
 
     def _select_pattern(self) -> int:
         patterns = self._energies.patterns
@@ -123,6 +136,9 @@ class DeviceEnergyCallback(Callback):
     def _forward(self, hook: str, *args: Any) -> None:
         for cb in self._owned:
             getattr(cb, hook)(*args)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._forward("on_train_start", trainer, pl_module)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._forward("on_train_epoch_start", trainer, pl_module)
@@ -151,6 +167,8 @@ class DeviceEnergyCallback(Callback):
         self._forward("on_validation_epoch_end", trainer, pl_module)
         if not trainer.sanity_checking:
             self._price_reads(trainer, "val")
+            if trainer.state.fn == "validate":  # a stand-alone trainer.validate(): no fit end will write the file
+                self._write_summary(trainer)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write_summary(trainer)
@@ -182,7 +200,9 @@ class DeviceEnergyCallback(Callback):
             log_scalars(trainer, scalars)
             rows = [[i, p.label, float(report.total.per_pattern_j[i])] for i, p in enumerate(self._energies.patterns)]
             if len(rows) <= 1000:
-                log_wandb_table(trainer, f"energy/write/{stage}/patterns", ["index", "pattern", "joule_per_sample"], rows)
+                log_wandb_table(
+                    trainer, f"energy/write/{stage}/patterns", ["index", "pattern", "joule_per_sample"], rows
+                )
 
     def _price_reads(self, trainer: pl.Trainer, stage: str) -> None:
         record = self.meter.latest(stage) if stage in self.meter.on else None
@@ -202,8 +222,12 @@ class DeviceEnergyCallback(Callback):
             scalars[f"energy/read/{stage}/total"] = float(report.total.per_pattern_j[chosen])
         compute = self._compare(record)
         entry["compute"] = compute
-        scalars["energy/ann_over_quest"] = compute["ann_over_quest"]
-        scalars["energy/diet_over_quest"] = compute["diet_over_quest"]
+        for ratio in ("ann_over_quest", "diet_over_quest"):
+            scalars[f"energy/{stage}/{ratio}"] = compute[ratio]
+            # the unscoped headline: the val figures, or the train figures when no val epoch was measured
+            # (both stages end at the same step, so one key must not carry both)
+            if stage == "val" or self.meter.latest("val") is None:
+                scalars[f"energy/{ratio}"] = compute[ratio]
         self.summary["read"].setdefault(stage, []).append(entry)
         self.summary["compute"][stage] = compute
         log_scalars(trainer, scalars)
@@ -216,12 +240,19 @@ class DeviceEnergyCallback(Callback):
         if self.first_layer == "reads":  # every MAC of the analog-input layer that meets a non-zero weight
             reads = layers[0]["aor"] * layers[0]["ops"] * timesteps
         diet = diet_snn_energy(
-            ops, [None] + [r["synaptic_rate"] * timesteps for r in layers[1:]], self.cmos,
-            first_layer=self.first_layer, first_layer_reads=reads,
+            ops,
+            [None] + [r["synaptic_rate"] * timesteps for r in layers[1:]],
+            self.cmos,
+            first_layer=self.first_layer,
+            first_layer_reads=reads,
         )
         quest = quest_energy(
-            ops, [None] + [r["aor"] for r in layers[1:]], self.cmos, timesteps=timesteps,
-            first_layer=self.first_layer, first_layer_reads=reads,
+            ops,
+            [None] + [r["aor"] for r in layers[1:]],
+            self.cmos,
+            timesteps=timesteps,
+            first_layer=self.first_layer,
+            first_layer_reads=reads,
         )
         ann = ann_energy(ops, self.cmos)
         return {

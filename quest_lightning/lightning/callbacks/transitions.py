@@ -32,9 +32,7 @@ class Stage:
         if not self.name:
             raise ValueError("Stage.name must be a non-empty string.")
         if self.first < 1 or self.last < self.first:
-            raise ValueError(
-                f"stage {self.name!r}: batches {self.first}..{self.last} must satisfy 1 <= first <= last."
-            )
+            raise ValueError(f"stage {self.name!r}: batches {self.first}..{self.last} must satisfy 1 <= first <= last.")
 
     def contains(self, epoch: int, batch: int) -> bool:
         return (self.epoch is None or self.epoch == epoch) and self.first <= batch <= self.last
@@ -62,12 +60,16 @@ def resolve_stages(stages: str | Sequence[Stage | Sequence | dict]) -> tuple[Sta
     out = tuple(s if isinstance(s, Stage) else Stage(**s) if isinstance(s, dict) else Stage(*s) for s in stages)
     if not out:
         raise ValueError("stages is empty: give at least one (name, first, last) window, 'paper' or 'all'.")
-    for a, b in zip(out, out[1:], strict=False):
-        if a.epoch == b.epoch and b.first <= a.last:
-            raise ValueError(
-                f"stages out of order or overlapping: {a.name!r} ({a.first}..{a.last}) and {b.name!r} "
-                f"({b.first}..{b.last}); list them in increasing, disjoint batch ranges."
-            )
+    for k, a in enumerate(out):
+        for b in out[k + 1 :]:
+            same_epoch = a.epoch is None or b.epoch is None or a.epoch == b.epoch
+            earlier_epoch = a.epoch is not None and b.epoch is not None and b.epoch < a.epoch
+            if (same_epoch and b.first <= a.last) or earlier_epoch:
+                raise ValueError(
+                    f"stages out of order or overlapping: {a.name!r} (batches {a.first}..{a.last}, epoch {a.epoch}) "
+                    f"and {b.name!r} (batches {b.first}..{b.last}, epoch {b.epoch}); list them in increasing, "
+                    "disjoint batch ranges (epoch None means every epoch)."
+                )
     if len({s.name for s in out}) != len(out):
         raise ValueError(f"stage names must be unique, got {[s.name for s in out]}.")
     return out
@@ -109,7 +111,8 @@ class WeightTransitionMonitor(Callback):
         self._counters: dict[str, dict[str, TransitionCounter]] = {}
         self._samples: dict[str, int] = {}
         self._previous: dict[str, Tensor] | None = None
-        self._step_before = -1
+        self._seen_step: int | None = None  # the global step after the last training batch
+        self._since_step = 0  # samples of the batches since the last optimizer step (gradient accumulation)
         self._indices: dict[str, Tensor] = {}
         self._trajectories: dict[str, dict[str, list[Tensor]]] = {}
         self._pending: dict[str, Any] | None = None
@@ -130,28 +133,46 @@ class WeightTransitionMonitor(Callback):
         return [n for n, _ in self._layers]
 
     def _active(self, trainer: pl.Trainer, batch_idx: int) -> Stage | None:
+        """The stage whose observed optimizer steps include this batch. With gradient accumulation over ``k``
+        batches, batches ``k·g+1 .. k·g+k`` (1-based) make up optimizer step ``g``; one step in ``every_n_steps``
+        is observed, counting from the stage's first step."""
         batch = batch_idx + 1
+        k = max(int(getattr(trainer, "accumulate_grad_batches", 1) or 1), 1)
         for stage in self.stages:
-            if stage.contains(trainer.current_epoch, batch) and (batch - stage.first) % self.every_n_steps == 0:
+            first_step = (stage.first - 1) // k
+            if stage.contains(trainer.current_epoch, batch) and (batch_idx // k - first_step) % self.every_n_steps == 0:
                 return stage
         return None
 
     def _codes(self) -> dict[str, Tensor]:
         return {name: layer.current_codes() for name, layer in self._layers}
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # also runs when resuming mid-epoch, where Lightning skips ``on_train_epoch_start``
+        self._seen_step, self._since_step = trainer.global_step, 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._seen_step, self._since_step = trainer.global_step, 0
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._seen_step is None:
+            self._seen_step = trainer.global_step
         stage = self._active(trainer, batch_idx)
         if stage is None:
             self._previous = None
             return
         if self._previous is None:
             self._previous = self._codes()
-        self._step_before = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._since_step += batch_size_of(batch) * world_size(trainer)
+        if trainer.global_step == self._seen_step:
+            return  # no optimizer step on this batch (gradient accumulation): its samples join the next step
+        self._seen_step = trainer.global_step
+        samples, self._since_step = self._since_step, 0
         stage = self._active(trainer, batch_idx)
-        if stage is None or self._previous is None or trainer.global_step == self._step_before:
-            return  # outside the stages, or no optimizer step on this batch (gradient accumulation)
+        if stage is None or self._previous is None:
+            return
         key = stage.key(trainer.current_epoch)
         counters = self._counters.setdefault(key, {})
         trajectories = self._trajectories.setdefault(key, {})
@@ -162,7 +183,7 @@ class WeightTransitionMonitor(Callback):
                 trajectories[name] = [self._previous[name].flatten()[self._indices[name]]]
             counters[name].update(self._previous[name], current[name])
             trajectories[name].append(current[name].flatten()[self._indices[name]])
-        self._samples[key] = self._samples.get(key, 0) + batch_size_of(batch) * world_size(trainer)
+        self._samples[key] = self._samples.get(key, 0) + samples
         last_batch = batch_idx + 1 >= stage.last or batch_idx + 1 >= trainer.num_training_batches
         consecutive = self.every_n_steps == 1 and not last_batch
         self._previous = current if consecutive else None
@@ -214,15 +235,20 @@ class WeightTransitionMonitor(Callback):
             q = info["qmax"]
             labels = [f"{i - q:+d}→{j - q:+d}" for i in range(2 * q + 1) for j in range(2 * q + 1) if i != j]
             values = [info["counts"][i][j] for i in range(2 * q + 1) for j in range(2 * q + 1) if i != j]
-            table = wandb.Table(data=[[lab, v] for lab, v in zip(labels, values, strict=True)], columns=["transition", "count"])
+            table = wandb.Table(
+                data=[[lab, v] for lab, v in zip(labels, values, strict=True)], columns=["transition", "count"]
+            )
             payload[f"transitions/{key}/{name}/histogram"] = wandb.plot.bar(
                 table, "transition", "count", title=f"{name} transitions ({key})"
             )
             if info["trajectory"]:
                 steps = list(range(len(info["trajectory"][0])))
                 payload[f"transitions/{key}/{name}/trajectories"] = wandb.plot.line_series(
-                    xs=steps, ys=info["trajectory"], keys=[f"w{i}" for i in range(len(info["trajectory"]))],
-                    title=f"{name} weight codes ({key})", xname="step in stage",
+                    xs=steps,
+                    ys=info["trajectory"],
+                    keys=[f"w{i}" for i in range(len(info["trajectory"]))],
+                    title=f"{name} weight codes ({key})",
+                    xname="step in stage",
                 )
         if payload:
             log_wandb(trainer, payload)
