@@ -109,12 +109,7 @@ class _MintQuantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, alpha: Tensor, q: int, tanh: bool, grad_scale: float | None):
         out = torch.empty_like(x)
-        codes = torch.empty_like(x, dtype=torch.int8)
-        for xs, os, cs in zip(*(_chunks(v) for v in (x, out, codes)), strict=True):
-            t = torch.tanh(xs) if tanh else xs
-            r = torch.clamp(t / alpha, -1.0, 1.0).mul_(q).round_()
-            cs.copy_(r)
-            torch.mul(r, alpha / q, out=os)
+        codes = _quantize_chunks(x, alpha, q, tanh, out)
         ctx.save_for_backward(x, alpha, codes)
         ctx.q, ctx.tanh, ctx.grad_scale = q, tanh, grad_scale
         ctx.mark_non_differentiable(codes)
@@ -148,6 +143,19 @@ class _MintQuantize(torch.autograd.Function):
 
 
 _CHUNK = 1 << 18  # elements per chunk on the CPU: the element-wise passes of one chunk stay in cache
+
+
+def _quantize_chunks(x: Tensor, alpha: Tensor, q: int, tanh: bool, out: Tensor | None = None) -> Tensor:
+    """``int8`` codes of ``x`` (and, into ``out``, the fake-quantized values), chunk by chunk."""
+    codes = torch.empty_like(x, dtype=torch.int8)
+    outs = _chunks(out) if out is not None else [None] * len(_chunks(codes))
+    for xs, cs, os in zip(_chunks(x), _chunks(codes), outs, strict=True):
+        t = torch.tanh(xs) if tanh else xs
+        r = torch.clamp(t / alpha, -1.0, 1.0).mul_(q).round_()
+        cs.copy_(r)
+        if os is not None:
+            torch.mul(r, alpha / q, out=os)
+    return codes
 
 
 def _chunks(t: Tensor) -> list[Tensor]:
@@ -209,5 +217,7 @@ def mint_quantize_reference(
 def mint_codes(x: Tensor, alpha: Tensor, bits: int, transform: Transform = "tanh") -> Tensor:
     """The integer codes of ``x`` on the MINT grid, as ``int8``, without building a graph."""
     with torch.no_grad():
-        scaled, _, _ = _prepare(x, alpha, bits, transform, None)
-        return torch.round(scaled).to(torch.int8)
+        q = qmax(bits)
+        if q == 0:
+            return torch.zeros_like(x, dtype=torch.int8)
+        return _quantize_chunks(x.detach(), alpha.detach(), q, check_transform(transform) == "tanh")

@@ -84,7 +84,15 @@ def weight_input_sums(layer: nn.Module, input_counts: Tensor) -> Tensor:
 
 def level_operation_counts(layer: nn.Module, input_counts: Tensor, codes: Tensor, qmax: int) -> Tensor:
     """:math:`N(v)` for every level :math:`v = -Q \\dots Q` (index :math:`v + Q`), as a float64 tensor of exact
-    integers: synaptic operations with an input spike and a weight of that level, summed over what was recorded."""
+    integers: synaptic operations with an input spike and a weight of that level, summed over what was recorded.
+
+    For a linear layer every weight of column :math:`i` meets input :math:`i`, so
+    :math:`N(v) = \\sum_i n(i)\\,\\#\\{o : \\hat w_{oi} = v\\}`: one pass over the ``int8`` codes per level."""
+    levels = 2 * qmax + 1
+    if isinstance(layer, nn.Linear) and levels <= 16:
+        counts = input_counts.to(torch.float64)
+        per_level = torch.stack([(codes == v - qmax).sum(0, dtype=torch.int32) for v in range(levels)])
+        return per_level.to(torch.float64) @ counts
     g = weight_input_sums(layer, input_counts)
     return torch.bincount((codes.to(torch.int64) + qmax).flatten(), weights=g.flatten(), minlength=2 * qmax + 1)
 
@@ -97,7 +105,8 @@ def transition_counts(previous: Tensor, current: Tensor, qmax: int) -> Tensor:
     if previous.shape != current.shape:
         raise ValueError(f"code shapes differ: {tuple(previous.shape)} vs {tuple(current.shape)}.")
     levels = 2 * qmax + 1
-    index = (previous.to(torch.int64) + qmax) * levels + (current.to(torch.int64) + qmax)
+    # int16 holds every index up to 8 bits (255 * 255 + 254) at a quarter of int64's memory traffic
+    index = (previous.to(torch.int16) + qmax) * levels + (current.to(torch.int16) + qmax)
     return torch.bincount(index.flatten(), minlength=levels * levels).view(levels, levels)
 
 
