@@ -1,0 +1,114 @@
+"""The recipe through LightningCLI: a tiny real fit (with test, summary and report), help, and config errors."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from quest_lightning.cli import lightning_main
+from quest_lightning.lightning.recipe_cli import QuestLightningCLI
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "vgg6_cifar10.py"
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    root = tmp_path / "cifar"
+    for split, n in (("train", 2), ("test", 1)):
+        for c in CLASSES:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = torch.randint(0, 256, (32, 32, 3), generator=g, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(root / split / c / f"{i:04d}.jpg")
+    return root
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _args(tmp_path, data, *extra):
+    config = yaml.safe_load((ROOT / "recipes" / "configs" / "demo.yaml").read_text())
+    monitor = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("WeightTransitionMonitor"))
+    monitor["init_args"]["stages"] = [["a", 1, 2], ["b", 3, 3]]
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return [
+        "fit",
+        "--config",
+        str(path),
+        "--data.data_dir",
+        str(data),
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--data.batch_size",
+        "4",
+        "--data.train_subset",
+        "null",
+        "--data.test_subset",
+        "null",
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "run"),
+        *extra,
+    ]
+
+
+def test_recipe_fit_tests_and_reports(tmp_path, tiny_cifar, one_thread, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_X_DISABLE_STATS", "true")
+    monkeypatch.chdir(tmp_path)
+    cli = QuestLightningCLI(args=_args(tmp_path, tiny_cifar))
+    assert cli.trainer.global_step == 3
+    out = capsys.readouterr().out
+    for line in ("test accuracy", "mean AOR", "best R-S pattern", "ANN / QUEST", "wandb sync"):
+        assert line in out
+    summaries = list((tmp_path / "run").rglob("quest_summary.json"))
+    assert len(summaries) == 1
+    summary = json.loads(summaries[0].read_text())
+    assert set(summary["transitions"]) == {"a", "b"}
+    assert summary["device"]["name"] == "skmtj7" and summary["bits"] == 2
+    assert (summaries[0].parent / "report" / "report.html").is_file()
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--model.neuron", "lif"], "cannot leak"),
+        (["--model.bits", "4"], "15 weight levels"),
+        (["--model.device", "no_such_device"], "model.device='no_such_device'"),
+    ],
+)
+def test_bad_config_fails_before_training(tmp_path, tiny_cifar, override, message, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises((ValueError, SystemExit)) as err:
+        QuestLightningCLI(args=_args(tmp_path, tiny_cifar, *override))
+    text = str(err.value) if err.type is ValueError else str(err.value.__context__)
+    assert message in text
+    assert "model" in text
+    assert not (tmp_path / "run" / "wandb").exists()  # nothing started
+
+
+def test_lightning_run_help(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["lightning"])
+    with pytest.raises(SystemExit) as exit_info:
+        lightning_main(["run", str(RECIPE), "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "fit" in out and "validate" in out and "test" in out
