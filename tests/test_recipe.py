@@ -83,7 +83,10 @@ def test_recipe_fit_tests_and_reports(tmp_path, tiny_cifar, one_thread, monkeypa
     assert set(summary["transitions"]) == {"a", "b"}
     assert summary["device"]["name"] == "skmtj7" and summary["bits"] == 2
     assert (summaries[0].parent / "report" / "report.html").is_file()
-    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    logged = {p.name.split("_")[0] for p in (runs[0] / "files" / "media" / "images" / "report").glob("*.png")}
+    assert {"activity-aor", "compute-energy-val"} <= logged  # the report's charts reach W&B too
 
 
 @pytest.mark.parametrize(

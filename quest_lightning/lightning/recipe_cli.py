@@ -61,7 +61,12 @@ def _build_report(trainer) -> str | None:
         return None
     from quest_lightning.report import build_report
 
-    return str(build_report(Path(path).parent))
+    html = build_report(Path(path).parent)
+    for logger in trainer.loggers:  # W&B gets the report's charts too
+        if isinstance(logger, WandbLogger):
+            for png in sorted(html.parent.glob("*.png")):
+                logger.log_image(key=f"report/{png.stem}", images=[str(png)])
+    return str(html)
 
 
 def _find(trainer, cls):
