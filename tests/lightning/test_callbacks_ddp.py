@@ -27,17 +27,8 @@ from quest_lightning.nn import SpikingVGG
 B, STEPS = 4, 4  # per-rank batch, optimizer steps per epoch
 OURS = ("aor/", "sparsity/", "spike_rate/", "transitions/", "energy/")
 
-LIGHTNING_NOISE = [
-    pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
-    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
-    pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended"),
-    pytest.mark.filterwarnings("ignore:The dirpath has changed from"),
-    pytest.mark.filterwarnings("ignore:.*does not have many workers"),
-    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated"),
-]
 
 pytestmark = [
-    *LIGHTNING_NOISE,
     pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available"),
     pytest.mark.skipif(os.environ.get("QUEST_SKIP_DDP") == "1", reason="QUEST_SKIP_DDP=1 (about 10 s of CPU DDP)"),
 ]

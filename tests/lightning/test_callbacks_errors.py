@@ -13,16 +13,6 @@ from quest_lightning.lightning.callbacks import AORMeter, DeviceEnergyCallback, 
 from quest_lightning.lightning.module import QuestModule
 from quest_lightning.nn import QuantConv2d, QuantLinear, SpikingVGG
 
-LIGHTNING_NOISE = [
-    pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
-    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
-    pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended"),
-    pytest.mark.filterwarnings("ignore:The dirpath has changed from"),
-    pytest.mark.filterwarnings("ignore:.*does not have many workers"),
-    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated"),
-]
-pytestmark = LIGHTNING_NOISE
-
 
 class Batches(pl.Callback):
     def __init__(self):

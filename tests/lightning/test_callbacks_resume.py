@@ -18,16 +18,6 @@ from quest_lightning.lightning.callbacks import AORMeter, DeviceEnergyCallback, 
 from quest_lightning.lightning.module import QuestModule
 from quest_lightning.nn import SpikingVGG
 
-LIGHTNING_NOISE = [
-    pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
-    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
-    pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended"),
-    pytest.mark.filterwarnings("ignore:The dirpath has changed from"),
-    pytest.mark.filterwarnings("ignore:.*does not have many workers"),
-    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated"),
-]
-pytestmark = LIGHTNING_NOISE
-
 BATCH, BATCHES = 8, 7
 # "a" is cut by the checkpoint at step 4; "b" spans the end of epoch 0 (cut short there); "c" runs in epoch 1
 STAGES = [("a", 2, 5), ("b", 6, 9, 0), ("c", 2, 4, 1)]

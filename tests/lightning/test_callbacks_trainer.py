@@ -22,16 +22,6 @@ from quest_lightning.lightning.callbacks import SUMMARY_FILE, AORMeter, DeviceEn
 from quest_lightning.lightning.module import QuestModule
 from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLinear, SpikingVGG
 
-LIGHTNING_NOISE = [
-    pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
-    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
-    pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended"),
-    pytest.mark.filterwarnings("ignore:The dirpath has changed from"),
-    pytest.mark.filterwarnings("ignore:.*does not have many workers"),
-    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated"),
-]
-pytestmark = LIGHTNING_NOISE
-
 STATES = (0, 3, 6)  # QUEST's six 2-bit patterns
 STAGES = [("early", 1, 3), ("late", 5, 8)]
 E_MAC, E_AC = 4.6e-12, 0.9e-12

@@ -18,16 +18,6 @@ from quest_lightning.nn import SpikingVGG
 wandb = pytest.importorskip("wandb")
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402
 
-LIGHTNING_NOISE = [
-    pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
-    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
-    pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended"),
-    pytest.mark.filterwarnings("ignore:The dirpath has changed from"),
-    pytest.mark.filterwarnings("ignore:.*does not have many workers"),
-    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated"),
-]
-pytestmark = LIGHTNING_NOISE
-
 
 def _json(path):
     with open(path) as f:
