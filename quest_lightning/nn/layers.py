@@ -124,6 +124,15 @@ class QuantLayerMixin:
         self.input_counts += rows.sum(0) * repeats
         self.recorded_rows += rows.shape[0] * repeats
 
+    def _forward_steps(self, x: Tensor, feature_dims: int, op) -> Tensor:
+        """Record ``x`` if asked, then ``op(x)``; an input repeated over time is computed once and expanded."""
+        if self.record:
+            self._record(x, feature_dims)
+        if _is_repeated_over_time(x, feature_dims):
+            y = op(x[0])
+            return y.unsqueeze(0).expand(x.shape[0], *y.shape)
+        return op(x)
+
     def reset_recording(self) -> None:
         """Zero ``input_counts`` and ``recorded_rows``."""
         self.input_counts.zero_()
@@ -174,15 +183,14 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() not in (4, 5):
             raise ValueError(f"QuantConv2d expects [B, C, H, W] or [T, B, C, H, W] input, got shape {tuple(x.shape)}.")
-        if self.record:
-            self._record(x, 3)
         w = self.quantized_weight()
-        if x.dim() == 4:
-            return self._conv_forward(x, w, self.bias)
-        if _is_repeated_over_time(x, 3):  # the same input at every step: compute once
-            y = self._conv_forward(x[0], w, self.bias)
-            return y.unsqueeze(0).expand(x.shape[0], *y.shape)
-        return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
+
+        def conv(v: Tensor) -> Tensor:
+            if v.dim() == 4:
+                return self._conv_forward(v, w, self.bias)
+            return self._conv_forward(v.flatten(0, 1), w, self.bias).unflatten(0, v.shape[:2])
+
+        return self._forward_steps(x, 3, conv)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._quant_repr()
@@ -216,13 +224,8 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"QuantLinear expects [..., {self.in_features}] input, got shape {tuple(x.shape)}.")
-        if self.record:
-            self._record(x, 1)
         w = self.quantized_weight()
-        if _is_repeated_over_time(x, 1):
-            y = F.linear(x[0], w, self.bias)
-            return y.unsqueeze(0).expand(x.shape[0], *y.shape)
-        return F.linear(x, w, self.bias)
+        return self._forward_steps(x, 1, lambda v: F.linear(v, w, self.bias))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._quant_repr()
