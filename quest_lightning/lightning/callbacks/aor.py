@@ -38,19 +38,22 @@ class AORMeter(Callback):
     each epoch as ``aor/{stage}/{layer}``, ``sparsity/{layer}``, ``spike_rate/{stage}/{neuron}`` and the means
     ``aor/{stage}/mean``, ``sparsity/mean``, ``spike_rate/{stage}/mean``.
 
-    The first synaptic layer sees the analog input (direct coding); its inputs are not spikes, so every MAC that
-    meets a non-zero weight counts as a read: its AOR is that share of the MACs, and it is excluded from the means.
+    By default the first synaptic layer sees the analog input (direct coding); its inputs are not spikes, so every
+    MAC that meets a non-zero weight counts as a read: its AOR is that share of the MACs, and it is excluded from the
+    means. With spike-encoded inputs (rate or latency coding) pass ``first_layer_analog=False``.
 
     Args:
         on: the stages to measure, a subset of ``("train", "val")``.
+        first_layer_analog: treat the first synaptic layer's input as analog (see above).
     """
 
-    def __init__(self, on: Sequence[str] = ("train", "val")) -> None:
+    def __init__(self, on: Sequence[str] = ("train", "val"), first_layer_analog: bool = True) -> None:
         on = (on,) if isinstance(on, str) else tuple(on)
         unknown = [s for s in on if s not in STAGES]
         if unknown or not on:
             raise ValueError(f"AORMeter(on={on!r}): stages must be a non-empty subset of {STAGES}.")
         self.on = on
+        self.first_layer_analog = bool(first_layer_analog)
         self.history: dict[str, list[dict[str, Any]]] = {s: [] for s in on}
         self._layers: list[tuple[str, Any]] = []
         self._neurons: list[tuple[str, Any]] = []
@@ -74,8 +77,8 @@ class AORMeter(Callback):
 
     @property
     def input_layer(self) -> str | None:
-        """Name of the layer that sees the analog input (the first synaptic layer)."""
-        return self._layers[0][0] if self._layers else None
+        """Name of the layer that sees the analog input (the first synaptic layer), or ``None``."""
+        return self._layers[0][0] if self._layers and self.first_layer_analog else None
 
     def _update(self, stage: str, samples: int) -> None:
         for name, layer in self._layers:
