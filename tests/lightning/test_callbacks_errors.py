@@ -188,3 +188,23 @@ def test_callbacks_on_a_model_whose_quantization_is_disabled():
     net = nn.Sequential(QuantConv2d(1, 4, 3, enabled=False), nn.Flatten(), QuantLinear(144, 10, enabled=False))
     with pytest.raises(ValueError, match=r"2 QuantConv2d/QuantLinear layer\(s\) but all have enabled=False"):
         _fit(PlainModule(net), WeightTransitionMonitor())
+
+
+def test_energy_callback_refuses_leaky_neurons_on_a_device_that_cannot_leak(tmp_path):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images[:8], dtype=torch.float32).unsqueeze(1) / 16
+    y = torch.tensor(d.target[:8])
+    net = SpikingVGG([4, "P"], [8], in_channels=1, image_size=8, num_classes=10, neuron="lif")
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[DeviceEnergyCallback("skmtj7")],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    with pytest.raises(ValueError, match="cannot leak"):
+        trainer.fit(QuestModule(net, timesteps=2), DataLoader(TensorDataset(x, y), batch_size=8))

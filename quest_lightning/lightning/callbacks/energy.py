@@ -15,14 +15,14 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
 from quest_lightning.devices import DeviceSpec, device_to_dict, pattern_energies, resolve_device
-from quest_lightning.devices.capability import check_bits_fit
+from quest_lightning.devices.capability import check_bits_fit, check_leak_allowed
 from quest_lightning.energy import compare_energy, diet_snn_energy, quest_energy, read_energy_report
 from quest_lightning.energy.cmos import ann_energy, get_cmos
 from quest_lightning.energy.device import write_energy_report
 from quest_lightning.lightning.callbacks.aor import AORMeter
 from quest_lightning.lightning.callbacks.base import log_scalars, log_wandb_table, run_dir, write_json
 from quest_lightning.lightning.callbacks.transitions import WeightTransitionMonitor
-from quest_lightning.nn.inspect import require_quantized_layers
+from quest_lightning.nn.inspect import require_quantized_layers, spiking_neurons
 
 SUMMARY_FILE = "quest_summary.json"
 
@@ -91,6 +91,9 @@ class DeviceEnergyCallback(Callback):
         if self.device is None:
             self.device = getattr(pl_module, "device_spec", None) or resolve_device("skmtj7")
         check_bits_fit(self.device, self.bits)
+        leaky = [name for name, n in spiking_neurons(pl_module) if n.leaky]
+        if leaky:
+            check_leak_allowed(self.device, True, what=f"DeviceEnergyCallback: neuron {leaky[0]!r}")
         self._energies = pattern_energies(self.device, self.bits, self.states)
         self.pattern_index = self._select_pattern()
         # the Trainer's own monitor/meter if it has them, else the ones this callback made in an earlier setup
@@ -237,8 +240,11 @@ class DeviceEnergyCallback(Callback):
         ops = [r["ops"] for r in layers]
         timesteps = record.get("timesteps") or 1
         reads = None
-        if self.first_layer == "reads":  # every MAC of the analog-input layer that meets a non-zero weight
-            reads = layers[0]["aor"] * layers[0]["ops"] * timesteps
+        if self.first_layer == "reads":
+            # an analog-input layer reads each non-zero weight once per sample (its input is the same at every
+            # step and is computed once); a spike-input first layer reads at every step
+            first = layers[0]
+            reads = first["aor"] * first["ops"] * (1 if first["input_layer"] else timesteps)
         diet = diet_snn_energy(
             ops,
             [None] + [r["synaptic_rate"] * timesteps for r in layers[1:]],
