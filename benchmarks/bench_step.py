@@ -125,6 +125,20 @@ class PlainSnnTorch(nn.Module):
         return torch.stack(outs)
 
 
+def use_reference_kernels() -> None:
+    """Swap quest-lightning's fused quantizer and neuron scan for the composed-autograd references (ablation)."""
+    import functools
+
+    import quest_lightning.functional.neuron as neuron_fn
+    import quest_lightning.nn.layers as layers
+    import quest_lightning.nn.neurons.base as neuron_base
+    from quest_lightning.functional.quantize import mint_quantize_reference
+
+    layers.mint_quantize = mint_quantize_reference
+    neuron_fn.mint_quantize = mint_quantize_reference
+    neuron_base.neuron_scan = functools.partial(neuron_fn.neuron_scan, fused=False)
+
+
 def quest_net(backend: str, width: int, fc: int, image: int) -> nn.Module:
     from quest_lightning.nn import SpikingVGG
 
@@ -250,6 +264,9 @@ def run_one(name: str, args, timesteps: int) -> Result:
         times = time_plain(net, *_data(args.batch, args.image, device), timesteps, args.warmup, args.steps)
     else:
         _, backend, variant = name.split("-", 2)
+        if variant.endswith("-reference"):
+            use_reference_kernels()
+            variant = variant.removesuffix("-reference")
         times = time_quest(backend, variant, args, timesteps, device)
     step = statistics.median(times)
     return Result(name, timesteps, args.batch, step * 1e3, args.batch / step, _peak_mb(device))
@@ -296,7 +313,11 @@ def main(argv: list[str] | None = None) -> list[Result]:
     p.add_argument("--image", type=int, default=32)
     p.add_argument("--warmup", type=int)
     p.add_argument("--steps", type=int)
-    p.add_argument("--configs", nargs="+", help="subset of configurations to run")
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        help="subset of configurations; append -reference to a quest one for the unfused kernels",
+    )
     p.add_argument("--json", help="write the results here")
     p.add_argument("--_one", help=argparse.SUPPRESS)
     p.add_argument("--_t", type=int, help=argparse.SUPPRESS)
