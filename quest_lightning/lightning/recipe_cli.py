@@ -137,10 +137,15 @@ def print_summary(trainer, test_metrics: dict[str, Any], report: str | None = No
     row("ANN / QUEST", s.get("ann_over_quest"), lambda v: f"{v:.2f}×")
     row("DIET-SNN / QUEST", s.get("diet_over_quest"), lambda v: f"{v:.2f}×")
     row("first-layer convention", s.get("convention"))
-    row("summary JSON", s.get("summary_file"))
-    row("HTML report", report or s.get("report_command"))
-    row("W&B offline run", s.get("wandb_dir"))
-    if s.get("wandb_dir"):
-        row("upload later with", f"wandb sync {s['wandb_dir']}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    paths = [
+        ("summary JSON", s.get("summary_file")),
+        ("HTML report", report or s.get("report_command")),
+        ("W&B offline run", s.get("wandb_dir")),
+        ("upload it later with", f"wandb sync {s['wandb_dir']}" if s.get("wandb_dir") else None),
+    ]
+    for label, value in paths:  # unwrapped lines, so that paths and commands can be copied
+        if value:
+            console.print(f"{label}: {value}", soft_wrap=True, highlight=False, markup=False)
     return s
