@@ -32,14 +32,12 @@ from common import (
     md_table,
     pct,
     pyplot,
-    resolve_summary,
     save_figure,
-    scale_parser,
     short,
     si,
     write_outputs,
 )
-from main import main_run
+from main import analysis_inputs
 
 from quest_lightning.devices import device_from_dict, pattern_energies
 from quest_lightning.energy import read_energy_report
@@ -231,17 +229,9 @@ def markdown(history, reads, scale, source, imgs) -> str:
 
 
 def main() -> None:
-    p = scale_parser(__doc__)
-    p.add_argument("--run-dir", default=None, help="analyse this run (folder or quest_summary.json) instead")
-    args = p.parse_args()
-    if args.run_dir is None:
-        run = main_run(args.scale, force=args.force, dry_run=args.dry_run)
-        if args.dry_run:
-            return
-        source = run["log_dir"]
-    else:
-        source = args.run_dir
-    _, summary = resolve_summary(source)
+    args, source, _, summary = analysis_inputs(__doc__)
+    if summary is None:
+        return
     history = {s: [epoch_row(r) for r in recs] for s, recs in summary["activity"].items() if recs}
     stage = "val" if history.get("val") else "train"
     reads = read_energy(summary, summary["activity"][stage][-1])

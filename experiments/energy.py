@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import fmt, md_image, md_table, pyplot, resolve_summary, save_figure, scale_parser, short, si, write_outputs
-from main import main_run
+from common import fmt, md_image, md_table, pyplot, save_figure, short, si, write_outputs
+from main import analysis_inputs
 
 from quest_lightning.energy import ann_energy, diet_snn_energy, quest_energy
 
@@ -229,17 +229,9 @@ def markdown(res: dict[str, Any], scale: str, source: str, imgs: list[str]) -> s
 
 
 def main() -> None:
-    p = scale_parser(__doc__)
-    p.add_argument("--run-dir", default=None, help="analyse this run (folder or quest_summary.json) instead")
-    args = p.parse_args()
-    if args.run_dir is None:
-        run = main_run(args.scale, force=args.force, dry_run=args.dry_run)
-        if args.dry_run:
-            return
-        source = run["log_dir"]
-    else:
-        source = args.run_dir
-    _, summary = resolve_summary(source)
+    args, source, _, summary = analysis_inputs(__doc__)
+    if summary is None:
+        return
     res = analyse(summary)
     imgs = figures(res, args.scale)
     write_outputs(

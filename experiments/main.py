@@ -12,6 +12,7 @@ the library's own HTML report of the run is in ``<run>/logs/0/report/`` (``quest
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 from common import (
@@ -22,6 +23,7 @@ from common import (
     md_table,
     pct,
     pyplot,
+    resolve_summary,
     run_recipe,
     save_figure,
     scale_parser,
@@ -70,6 +72,24 @@ def key_numbers(result: dict[str, Any]) -> dict[str, Any]:
         },
     }
     return out
+
+
+def analysis_inputs(doc: str) -> tuple[Any, str | None, Path | None, dict[str, Any] | None]:
+    """Parse an analysis script's arguments and load the summary it analyses: ``--run-dir`` if given, else the main
+    run of ``--scale`` (made first if missing). Returns ``(args, source, folder, summary)``; the last three are
+    ``None`` after ``--dry-run``."""
+    p = scale_parser(doc)
+    p.add_argument("--run-dir", default=None, help="analyse this run (folder or quest_summary.json) instead")
+    args = p.parse_args()
+    if args.run_dir is None:
+        run = main_run(args.scale, force=args.force, dry_run=args.dry_run)
+        if args.dry_run:
+            return args, None, None, None
+        source = run["log_dir"]
+    else:
+        source = args.run_dir
+    folder, summary = resolve_summary(source)
+    return args, str(source), folder, summary
 
 
 def main() -> None:

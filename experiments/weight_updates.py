@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from common import md_image, md_table, pct, pyplot, resolve_summary, save_figure, scale_parser, short, si, write_outputs
-from main import main_run
+from common import md_image, md_table, pct, pyplot, save_figure, short, si, write_outputs
+from main import analysis_inputs
 
 from quest_lightning.devices import device_from_dict, pattern_energies
 from quest_lightning.energy import write_energy_report
@@ -196,17 +196,9 @@ def markdown(res: dict[str, Any], scale: str, source: str, imgs: list[str]) -> s
 
 
 def main() -> None:
-    p = scale_parser(__doc__)
-    p.add_argument("--run-dir", default=None, help="analyse this run (folder or quest_summary.json) instead")
-    args = p.parse_args()
-    if args.run_dir is None:
-        run = main_run(args.scale, force=args.force, dry_run=args.dry_run)
-        if args.dry_run:
-            return
-        source = run["log_dir"]
-    else:
-        source = args.run_dir
-    folder, summary = resolve_summary(source)
+    args, source, folder, summary = analysis_inputs(__doc__)
+    if summary is None:
+        return
     if not summary.get("transitions"):
         raise SystemExit(f"{folder}: the run has no transition stages (no WeightTransitionMonitor results)")
     res = analyse(summary)
