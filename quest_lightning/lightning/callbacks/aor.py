@@ -45,15 +45,22 @@ class AORMeter(Callback):
     Args:
         on: the stages to measure, a subset of ``("train", "val")``.
         first_layer_analog: treat the first synaptic layer's input as analog (see above).
+        train_every_n_batches: count one training batch in ``n`` (each counted batch exactly, with its own codes);
+            the training figures are then those of the counted batches. Validation always counts every batch.
     """
 
-    def __init__(self, on: Sequence[str] = ("train", "val"), first_layer_analog: bool = True) -> None:
+    def __init__(
+        self, on: Sequence[str] = ("train", "val"), first_layer_analog: bool = True, train_every_n_batches: int = 1
+    ) -> None:
         on = (on,) if isinstance(on, str) else tuple(on)
         unknown = [s for s in on if s not in STAGES]
         if unknown or not on:
             raise ValueError(f"AORMeter(on={on!r}): stages must be a non-empty subset of {STAGES}.")
         self.on = on
         self.first_layer_analog = bool(first_layer_analog)
+        if train_every_n_batches < 1:
+            raise ValueError(f"train_every_n_batches={train_every_n_batches} must be >= 1 (1 counts every batch).")
+        self.train_every_n_batches = int(train_every_n_batches)
         self.history: dict[str, list[dict[str, Any]]] = {s: [] for s in on}
         self._layers: list[tuple[str, Any]] = []
         self._neurons: list[tuple[str, Any]] = []
@@ -102,14 +109,18 @@ class AORMeter(Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(pl_module, "train")
 
+    def _sampled(self, batch_idx: int) -> bool:
+        return "train" in self.on and batch_idx % self.train_every_n_batches == 0
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        # recording is switched on at the epoch start, but Lightning skips that hook when it resumes mid-epoch,
-        # and a validation run inside the epoch switches it off: switch it back on (one attribute read per batch)
-        if "train" in self.on and self._layers and not self._layers[0][1].record:
-            self._start(pl_module, "train")
+        # recording follows the sampled batches; this also restores it after a mid-epoch resume (Lightning skips
+        # the epoch-start hook) or a validation run inside the epoch (one attribute read per batch)
+        sampled = self._sampled(batch_idx)
+        if self._layers and self._layers[0][1].record != sampled:
+            set_recording(pl_module, sampled)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if "train" in self.on:
+        if self._sampled(batch_idx):
             self._update("train", batch_size_of(batch))  # weights change every step: count with this step's codes
             reset_recording(pl_module)
 
