@@ -12,6 +12,7 @@ Optimizer and schedule default to the QUEST recipe: Adam, lr 1e-3, weight decay 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -92,7 +93,8 @@ class QuestModule(pl.LightningModule):
         self.timesteps = timesteps
         self.encoder = make_encoder(encoder, timesteps)
         self.save_hyperparameters(ignore=["model"])
-        self.hparams.update(_describe(model))
+        self.hparams.update(_describe(model), milestones=list(milestones))  # a list keeps hparams.yaml plain YAML
+        self._hparams_initial = copy.deepcopy(self._hparams)  # what loggers record at fit start
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")

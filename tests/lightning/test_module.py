@@ -1,0 +1,74 @@
+"""QuestModule: hyperparameters reach the logger, the loss options, the default schedule, and bad arguments."""
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from quest_lightning.lightning.module import QuestModule
+from quest_lightning.nn import SpikingVGG
+
+
+def _net(**kw):
+    torch.manual_seed(0)
+    return SpikingVGG([4, "P"], [8], in_channels=1, image_size=8, num_classes=10, **kw)
+
+
+def test_hyperparameters_are_logged(tmp_path):
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    module = QuestModule(_net(neuron="lif", reset="soft", bits=3), timesteps=3, device_name="ideal7", pattern=5)
+    logger = CSVLogger(tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=1, logger=logger, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=8))
+    hparams = yaml.safe_load((tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text())
+    assert hparams["bits"] == [3] and hparams["neuron"] == "lif" and hparams["reset"] == "soft"
+    assert hparams["timesteps"] == 3 and hparams["device_name"] == "ideal7" and hparams["pattern"] == 5
+
+
+def test_loss_options():
+    out = torch.randn(4, 6, 10)
+    y = torch.randint(0, 10, (6,))
+    mean_module = QuestModule(_net(), timesteps=4)
+    step_module = QuestModule(_net(), timesteps=4, loss="per_step")
+    loss, logits = mean_module._loss(out, y)
+    torch.testing.assert_close(loss, F.cross_entropy(out.mean(0), y))
+    torch.testing.assert_close(logits, out.mean(0))
+    per_step, _ = step_module._loss(out, y)
+    torch.testing.assert_close(per_step, torch.stack([F.cross_entropy(o, y) for o in out]).mean())
+    with pytest.raises(ValueError, match="expects \\[T=4, B, classes\\]"):
+        mean_module._loss(out[:3], y)
+
+
+def test_default_optimizer_and_schedule_follow_the_paper():
+    module = QuestModule(_net())
+    module.trainer = pl.Trainer(max_epochs=100, logger=False)
+    config = module.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert isinstance(opt, torch.optim.Adam)
+    assert opt.defaults["lr"] == 1e-3 and opt.defaults["weight_decay"] == 1e-4
+    assert sorted(sched.milestones) == [50, 75] and sched.gamma == 0.1
+    # full-precision layers' alpha is not optimised
+    names = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert id(module.model.features[0].layer.alpha) not in names
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"timesteps": 0}, "timesteps"),
+        ({"loss": "mse"}, "loss='mse'"),
+        ({"optimizer": "lamb"}, "optimizer='lamb'"),
+        ({"schedule": "poly"}, "schedule='poly'"),
+        ({"lr": 0}, "lr=0"),
+        ({"milestones": (0.75, 0.5)}, "milestones"),
+        ({"encoder": "delta"}, "encoder='delta'"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        QuestModule(_net(), **kwargs)
