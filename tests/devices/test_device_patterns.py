@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from toy_device import TOY
 
 from quest_lightning.devices import (
     DeviceSpec,
@@ -16,16 +17,6 @@ from quest_lightning.devices import (
     pattern_energies,
 )
 
-# 3 states, Sk-MTJ-like: up by one pulse, reset to R0; R2 -> R1 has no direct edge (goes through R0).
-#   direct (pJ): 0->1 = 1, 0->2 = 2, 1->2 = 1.5, 1->0 = 3, 2->0 = 3
-TOY = DeviceSpec(
-    name="toy3",
-    resistances_ohm=(1e3, 2e3, 4e3),
-    can_leak=False,
-    transitions=((0, 1, 1e-12), (0, 2, 2e-12), (1, 2, 1.5e-12), (1, 0, 3e-12), (2, 0, 3e-12)),
-    read_voltage_v=0.1,
-    read_time_s=1e-8,
-)
 PJ = 1e-12
 # shortest-path matrix by hand (pJ); 2->1 = 2->0->1 = 3 + 1 = 4
 D = [[0.0, 1.0, 2.0], [3.0, 0.0, 1.5], [3.0, 4.0, 0.0]]
@@ -33,6 +24,7 @@ D = [[0.0, 1.0, 2.0], [3.0, 0.0, 1.5], [3.0, 4.0, 0.0]]
 READ = [1e-13, 5e-14, 2.5e-14]
 
 
+# TOY (tests/toy_device.py): shortest paths D = [[0, 1, 2], [3, 0, 1.5], [3, 4, 0]] pJ; reads 100, 50, 25 fJ.
 @pytest.mark.parametrize(
     ("bits", "states", "count"),
     [(2, (0, 1, 2), 6), (2, None, 210), (3, None, 5040), (2, (0, 3, 6), 6), (2, (1, 2, 3, 4), 24)],

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from toy_device import TOY
 
-from quest_lightning.devices import DeviceSpec, get_device, pattern_energies
+from quest_lightning.devices import get_device, pattern_energies
 from quest_lightning.energy import (
     read_energy_per_sample,
     read_energy_report,
@@ -13,16 +14,7 @@ from quest_lightning.energy import (
     write_energy_report,
 )
 
-# The toy device of tests/devices/test_device_patterns.py.
-#   shortest paths (pJ): D = [[0, 1, 2], [3, 0, 1.5], [3, 4, 0]]; reads 100, 50, 25 fJ
-TOY = DeviceSpec(
-    name="toy3",
-    resistances_ohm=(1e3, 2e3, 4e3),
-    can_leak=False,
-    transitions=((0, 1, 1e-12), (0, 2, 2e-12), (1, 2, 1.5e-12), (1, 0, 3e-12), (2, 0, 3e-12)),
-    read_voltage_v=0.1,
-    read_time_s=1e-8,
-)
+# TOY (tests/toy_device.py): shortest paths D = [[0, 1, 2], [3, 0, 1.5], [3, 4, 0]] pJ; reads 100, 50, 25 fJ.
 PE = pattern_energies(TOY, bits=2)  # patterns: (0,1,2) (0,2,1) (1,0,2) (1,2,0) (2,0,1) (2,1,0)
 PJ, FJ = 1e-12, 1e-15
 
