@@ -16,6 +16,7 @@ from quest_lightning.lightning.callbacks.base import (
     log_wandb_table,
     to_float,
 )
+from quest_lightning.metrics.functional import zero_code_count
 from quest_lightning.metrics.meters import ActivationOperationRate, SpikeRate
 from quest_lightning.nn.inspect import (
     require_quantized_layers,
@@ -149,7 +150,10 @@ class AORMeter(Callback):
         for name, layer in self._layers:
             meter = self._aor[stage][name]
             codes = layer.current_codes() if layer.enabled else None
-            sparsity = to_float((codes == 0).double().mean()) if codes is not None else None
+            sparsity = None
+            if codes is not None:
+                zeros, total = zero_code_count(codes)
+                sparsity = to_float(zeros) / total
             if meter._update_count == 0:
                 continue
             result = meter.compute()

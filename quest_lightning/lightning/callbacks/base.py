@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.data import extract_batch_size
-from torch import Tensor, nn
+from torch import Tensor
 
 from quest_lightning.nn.layers import QuantLayerMixin
 
@@ -92,8 +92,3 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def move_metrics(metrics: dict[str, nn.Module], device: torch.device) -> None:
-    for m in metrics.values():
-        m.to(device)
