@@ -9,7 +9,6 @@ from quest_lightning.devices.capability import (
     DeviceCapability,
     check_bits_fit,
     check_leak_allowed,
-    levels_for_bits,
 )
 from quest_lightning.devices.io import (
     device_from_dict,
@@ -49,7 +48,6 @@ __all__ = [
     "format_mapping",
     "get_device",
     "ideal_device",
-    "levels_for_bits",
     "list_devices",
     "load_device_yaml",
     "pattern_energies",

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from quest_lightning.functional.grid import max_bits_for_states, num_levels
+
 
 @runtime_checkable
 class DeviceCapability(Protocol):
@@ -26,16 +28,11 @@ class DeviceCapability(Protocol):
     def num_states(self) -> int: ...
 
 
-def levels_for_bits(bits: int) -> int:
-    """Number of MINT levels of a ``bits``-bit grid: :math:`2^b - 1` (symmetric, narrow range)."""
-    return 2**bits - 1
-
-
 def check_bits_fit(device: DeviceCapability, bits: int, *, what: str = "bits") -> None:
     """Raise ``ValueError`` if a ``bits``-bit grid needs more levels than ``device`` has states."""
-    need = levels_for_bits(bits)
+    need = num_levels(bits)
     if need > device.num_states:
-        fit = max(b for b in range(1, 9) if levels_for_bits(b) <= device.num_states) if device.num_states >= 1 else 0
+        fit = max_bits_for_states(device.num_states) or 0
         raise ValueError(
             f"{what}={bits} needs {need} weight levels (2**{bits} - 1) but device {device.name!r} has only "
             f"{device.num_states} states; use {what} <= {fit} or a device with at least {need} states."

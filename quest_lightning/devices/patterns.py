@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
-from quest_lightning.devices.capability import check_bits_fit, levels_for_bits
+from quest_lightning.devices.capability import check_bits_fit
 from quest_lightning.devices.spec import DeviceSpec
 from quest_lightning.devices.transitions import shortest_paths, unreachable_error
+from quest_lightning.functional.grid import num_levels
 
 __all__ = ["PatternEnergies", "PatternSet", "RSPattern", "enumerate_patterns", "format_mapping", "pattern_energies"]
 
@@ -98,7 +99,7 @@ class PatternSet:
     @property
     def num_levels(self) -> int:
         """``L = 2**bits - 1``."""
-        return levels_for_bits(self.bits)
+        return num_levels(self.bits)
 
     def __len__(self) -> int:
         return int(self.states.shape[0])
@@ -172,7 +173,7 @@ def enumerate_patterns(device: DeviceSpec, bits: int, states: Sequence[int] | No
     bad = [s for s in allowed if not 0 <= s < n]
     if bad:
         raise ValueError(f"states={tuple(allowed)} names state(s) {bad} that device {device.name!r} lacks (0..{n - 1})")
-    levels = levels_for_bits(bits)
+    levels = num_levels(bits)
     if levels > len(allowed):
         raise ValueError(
             f"bits={bits} needs {levels} weight levels but only {len(allowed)} states are allowed ({allowed}); "

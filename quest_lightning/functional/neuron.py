@@ -24,7 +24,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from quest_lightning.functional.quantize import check_transform, mint_quantize, qmax
+from quest_lightning.functional.grid import qmax
+from quest_lightning.functional.quantize import check_transform, mint_quantize
 
 Reset = Literal["hard", "soft", "none"]
 RESETS: tuple[str, ...] = ("hard", "soft", "none")

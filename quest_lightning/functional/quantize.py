@@ -21,15 +21,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from quest_lightning.functional.grid import qmax
+
 Transform = Literal["tanh", "identity"]
 TRANSFORMS: tuple[str, ...] = ("tanh", "identity")
-
-
-def check_bits(bits: int, *, name: str = "bits") -> int:
-    """Validate a bit width (1 to 8) and return it."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise ValueError(f"{name}={bits!r} is not supported: use an integer from 1 to 8 (MINT uses 2, 3 or 4).")
-    return bits
 
 
 def check_transform(transform: str) -> str:
@@ -37,20 +32,6 @@ def check_transform(transform: str) -> str:
     if transform not in TRANSFORMS:
         raise ValueError(f"transform={transform!r} is unknown: use one of {TRANSFORMS}.")
     return transform
-
-
-def qmax(bits: int) -> int:
-    """Largest integer code :math:`Q_b = 2^{b-1} - 1` of a ``bits``-bit grid (1 bit gives a single level, 0).
-
-    >>> qmax(2), qmax(3), qmax(4)
-    (1, 3, 7)
-    """
-    return 2 ** (check_bits(bits) - 1) - 1
-
-
-def num_levels(bits: int) -> int:
-    """Number of levels :math:`2^b - 1` of a ``bits``-bit grid: 2-bit is ternary, 3-bit has 7 levels."""
-    return 2 * qmax(bits) + 1
 
 
 def round_ste(x: Tensor) -> Tensor:

@@ -21,16 +21,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quest_lightning.devices.capability import DeviceCapability, check_bits_fit
+from quest_lightning.functional.grid import check_bits, num_levels, qmax
 from quest_lightning.functional.quantize import (
     Transform,
     alpha_grad_scale,
-    check_bits,
     check_transform,
     init_alpha,
     mint_codes,
     mint_quantize,
-    num_levels,
-    qmax,
 )
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from quest_lightning.devices.capability import DeviceCapability, check_bits_fit, check_leak_allowed
-from quest_lightning.functional.quantize import check_bits
+from quest_lightning.functional.grid import check_bits
 from quest_lightning.nn.layers import QuantConv2d, QuantLinear
 from quest_lightning.nn.neurons import QuantIFNode, QuantLeaky, QuantLIFNode, QuantNeuron
 

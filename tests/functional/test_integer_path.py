@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from quest_lightning.functional.grid import qmax
 from quest_lightning.functional.neuron import integer_neuron_program, integer_neuron_scan
-from quest_lightning.functional.quantize import qmax
 from quest_lightning.functional.surrogate import fires_at_threshold
 from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLeaky, QuantLinear
 

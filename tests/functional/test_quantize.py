@@ -7,13 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quest_lightning.functional.grid import num_levels, qmax
 from quest_lightning.functional.quantize import (
     alpha_grad_scale,
     init_alpha,
     mint_codes,
     mint_quantize,
-    num_levels,
-    qmax,
     round_ste,
     scale_grad,
 )

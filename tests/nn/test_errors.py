@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from quest_lightning.devices.capability import DeviceCapability
-from quest_lightning.functional.quantize import check_bits, mint_quantize
+from quest_lightning.functional.grid import check_bits
+from quest_lightning.functional.quantize import mint_quantize
 from quest_lightning.functional.surrogate import get_surrogate
 from quest_lightning.nn import (
     DirectEncoder,

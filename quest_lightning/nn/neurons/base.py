@@ -7,8 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from quest_lightning.devices.capability import DeviceCapability, check_bits_fit, check_leak_allowed
+from quest_lightning.functional.grid import check_bits
 from quest_lightning.functional.neuron import MembraneQuant, check_reset, neuron_scan, neuron_step
-from quest_lightning.functional.quantize import alpha_grad_scale, check_bits
+from quest_lightning.functional.quantize import alpha_grad_scale
 from quest_lightning.functional.surrogate import SpikeFn
 from quest_lightning.nn.layers import QuantLayerMixin
 
