@@ -133,10 +133,11 @@ def use_reference_kernels() -> None:
     import quest_lightning.nn.layers as layers
     import quest_lightning.nn.neurons.base as neuron_base
     from quest_lightning.functional.quantize import mint_quantize_reference
+    from quest_lightning.functional.scan import neuron_scan
 
     layers.mint_quantize = mint_quantize_reference
     neuron_fn.mint_quantize = mint_quantize_reference
-    neuron_base.neuron_scan = functools.partial(neuron_fn.neuron_scan, fused=False)
+    neuron_base.neuron_scan = functools.partial(neuron_scan, fused=False)
 
 
 def quest_net(backend: str, width: int, fc: int, image: int) -> nn.Module:

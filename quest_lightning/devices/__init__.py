@@ -9,6 +9,7 @@ from quest_lightning.devices.capability import (
     DeviceCapability,
     check_bits_fit,
     check_leak_allowed,
+    check_model,
 )
 from quest_lightning.devices.io import (
     device_from_dict,
@@ -42,6 +43,7 @@ __all__ = [
     "UnreachableTransitionError",
     "check_bits_fit",
     "check_leak_allowed",
+    "check_model",
     "device_from_dict",
     "device_to_dict",
     "enumerate_patterns",

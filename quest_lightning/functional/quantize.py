@@ -76,59 +76,29 @@ def _prepare(
     return torch.clamp(t / alpha, -1.0, 1.0) * q, alpha, q
 
 
-class _MintQuantize(torch.autograd.Function):
-    r"""The MINT quantizer as one autograd node: the same forward values as the composed ops, and the same gradients.
+def mint_kernel(x: Tensor, alpha: Tensor, q: int, tanh: bool, out: Tensor | None = None) -> Tensor:
+    """The MINT forward pass without autograd: the ``int8`` codes of ``x`` and, into ``out``, the values.
 
-    It saves only the ``int8`` codes (the transform is recomputed in the backward pass), and on the CPU it works
-    through large tensors in cache-sized chunks, so the element-wise passes cost about one trip through memory.
+    .. math::
 
-    With :math:`u = T(x)/\alpha`, :math:`m = \mathbb 1[|u| \le 1]` and :math:`r = \hat w`:
-    :math:`\partial L/\partial x = g\,m\,T'(x)` and
-    :math:`\partial L/\partial\alpha = s\,(\sum g\,r/Q - \sum g\,m\,u)` (``s`` the LSQ scale, or 1).
+        \\hat w = \\operatorname{round}\\big(\\operatorname{clip}(T(x)/\\alpha, -1, 1)\\, Q\\big), \\qquad
+        x_q = \\hat w\\,\\alpha / Q.
+
+    On the CPU it works through large tensors in cache-sized chunks, so the element-wise passes cost about one trip
+    through memory. This and :func:`mint_kernel_vjp` are the quantizer's only arithmetic: the autograd node of
+    :func:`mint_quantize` and the fused neuron scan both call them.
+
+    Args:
+        x: the tensor to quantize, any shape.
+        alpha: the scale :math:`\\alpha` (a scalar tensor).
+        q: the largest code :math:`Q \\ge 1`.
+        tanh: apply :math:`T = \\tanh` first (else the identity).
+        out: if given, a tensor the shape of ``x`` that receives :math:`x_q`.
+
+    Returns:
+        The codes, ``int8``, the shape of ``x`` (in the standard contiguous layout).
     """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, alpha: Tensor, q: int, tanh: bool, grad_scale: float | None):
-        out = torch.empty_like(x)
-        codes = _quantize_chunks(x, alpha, q, tanh, out)
-        ctx.save_for_backward(x, alpha, codes)
-        ctx.q, ctx.tanh, ctx.grad_scale = q, tanh, grad_scale
-        ctx.mark_non_differentiable(codes)
-        return out, codes
-
-    @staticmethod
-    def backward(ctx, grad: Tensor, _codes_grad: Tensor | None):
-        x, alpha, codes = ctx.saved_tensors
-        want_x, want_alpha = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = torch.empty_like(x) if want_x else None
-        dot_r = torch.zeros((), dtype=torch.float64, device=x.device)
-        dot_u = torch.zeros((), dtype=torch.float64, device=x.device)
-        grad_chunks = _chunks(grad.contiguous())
-        out_chunks = _chunks(grad_x) if want_x else [None] * len(grad_chunks)
-        for xs, gs, cs, gx in zip(_chunks(x), grad_chunks, _chunks(codes), out_chunks, strict=True):
-            t = torch.tanh(xs) if ctx.tanh else xs
-            u = t / alpha
-            g_in = gs * (u.abs() <= 1.0)
-            if gx is not None:
-                torch.mul(g_in, 1.0 - t * t, out=gx) if ctx.tanh else gx.copy_(g_in)
-            if want_alpha:
-                dot_r += torch.dot(gs, cs.to(gs.dtype))
-                dot_u += torch.dot(g_in, u)
-        grad_alpha = None
-        if want_alpha:
-            grad_alpha = dot_r / ctx.q - dot_u
-            if ctx.grad_scale is not None:
-                grad_alpha = grad_alpha * ctx.grad_scale
-            grad_alpha = grad_alpha.to(alpha.dtype).reshape(alpha.shape)
-        return grad_x, grad_alpha, None, None, None
-
-
-_CHUNK = 1 << 18  # elements per chunk on the CPU: the element-wise passes of one chunk stay in cache
-
-
-def _quantize_chunks(x: Tensor, alpha: Tensor, q: int, tanh: bool, out: Tensor | None = None) -> Tensor:
-    """``int8`` codes of ``x`` (and, into ``out``, the fake-quantized values), chunk by chunk."""
-    codes = torch.empty_like(x, dtype=torch.int8)
+    codes = torch.empty_like(x, dtype=torch.int8, memory_format=torch.contiguous_format)
     outs = _chunks(out) if out is not None else [None] * len(_chunks(codes))
     for xs, cs, os in zip(_chunks(x), _chunks(codes), outs, strict=True):
         t = torch.tanh(xs) if tanh else xs
@@ -137,6 +107,77 @@ def _quantize_chunks(x: Tensor, alpha: Tensor, q: int, tanh: bool, out: Tensor |
         if os is not None:
             torch.mul(r, alpha / q, out=os)
     return codes
+
+
+def mint_kernel_vjp(
+    grad: Tensor, x: Tensor, alpha: Tensor, codes: Tensor, q: int, tanh: bool, *, want_x: bool = True
+) -> tuple[Tensor | None, Tensor]:
+    r"""The MINT backward pass (straight through ``round`` only) for the forward of :func:`mint_kernel`.
+
+    With :math:`u = T(x)/\alpha`, :math:`m = \mathbb 1[|u| \le 1]` and :math:`r = \hat w` (the codes):
+
+    .. math::
+
+        \frac{\partial L}{\partial x} = g\,m\,T'(x), \qquad
+        \frac{\partial L}{\partial \alpha} = \sum g\,r/Q - \sum g\,m\,u,
+
+    the second before the LSQ scale (see :func:`lsq_alpha_grad`). Source: MINT (Yin et al. 2024) and LSQ (Esser et al.
+    2020), with ``clip`` and ``tanh`` keeping their true gradients.
+
+    Args:
+        grad: :math:`g = \partial L/\partial x_q`, the shape of ``x``.
+        x, alpha, codes, q, tanh: the forward pass's input, scale, codes, largest code and transform.
+        want_x: compute :math:`\partial L/\partial x` (else ``None`` is returned for it).
+
+    Returns:
+        ``(dL/dx or None, dL/dalpha)``: the first the shape of ``x``, the second a float64 scalar.
+    """
+    grad_x = torch.empty_like(x, memory_format=torch.contiguous_format) if want_x else None
+    dot_r = torch.zeros((), dtype=torch.float64, device=x.device)
+    dot_u = torch.zeros((), dtype=torch.float64, device=x.device)
+    grad_chunks = _chunks(grad.contiguous())
+    out_chunks = _chunks(grad_x) if grad_x is not None else [None] * len(grad_chunks)
+    for xs, gs, cs, gx in zip(_chunks(x), grad_chunks, _chunks(codes), out_chunks, strict=True):
+        t = torch.tanh(xs) if tanh else xs
+        u = t / alpha
+        g_in = gs * (u.abs() <= 1.0)
+        if gx is not None:
+            torch.mul(g_in, 1.0 - t * t, out=gx) if tanh else gx.copy_(g_in)
+        dot_r += torch.dot(gs, cs.to(gs.dtype))
+        dot_u += torch.dot(g_in, u)
+    return grad_x, dot_r / q - dot_u
+
+
+def lsq_alpha_grad(grad_alpha: Tensor, grad_scale: float | None, alpha: Tensor) -> Tensor:
+    """:math:`\\partial L/\\partial\\alpha` times the LSQ scale (if any), in ``alpha``'s dtype and shape."""
+    if grad_scale is not None:
+        grad_alpha = grad_alpha * grad_scale
+    return grad_alpha.to(alpha.dtype).reshape(alpha.shape)
+
+
+class _MintQuantize(torch.autograd.Function):
+    """The MINT quantizer as one autograd node over :func:`mint_kernel` and :func:`mint_kernel_vjp`: the same forward
+    values as the composed ops of :func:`mint_quantize_reference`, and the same gradients. It saves only the ``int8``
+    codes besides its inputs (the transform is recomputed in the backward pass)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alpha: Tensor, q: int, tanh: bool, grad_scale: float | None):
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        codes = mint_kernel(x, alpha, q, tanh, out)
+        ctx.save_for_backward(x, alpha, codes)
+        ctx.q, ctx.tanh, ctx.grad_scale = q, tanh, grad_scale
+        ctx.mark_non_differentiable(codes)
+        return out, codes
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _codes_grad: Tensor | None):
+        x, alpha, codes = ctx.saved_tensors
+        grad_x, grad_alpha = mint_kernel_vjp(grad, x, alpha, codes, ctx.q, ctx.tanh, want_x=ctx.needs_input_grad[0])
+        grad_alpha = lsq_alpha_grad(grad_alpha, ctx.grad_scale, alpha) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_alpha, None, None, None
+
+
+_CHUNK = 1 << 18  # elements per chunk on the CPU: the element-wise passes of one chunk stay in cache
 
 
 def _chunks(t: Tensor) -> list[Tensor]:
@@ -201,4 +242,4 @@ def mint_codes(x: Tensor, alpha: Tensor, bits: int, transform: Transform = "tanh
         q = qmax(bits)
         if q == 0:
             return torch.zeros_like(x, dtype=torch.int8)
-        return _quantize_chunks(x.detach(), alpha.detach(), q, check_transform(transform) == "tanh")
+        return mint_kernel(x.detach(), alpha.detach(), q, check_transform(transform) == "tanh")

@@ -24,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from quest_lightning.nn.encoders import check_timesteps, make_encoder
 from quest_lightning.nn.inspect import quantized_layers, spiking_neurons
+from quest_lightning.nn.neurons import backend_of
 
 
 def _describe(model: nn.Module) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def _describe(model: nn.Module) -> dict[str, Any]:
         info["neuron"] = "lif" if n.leaky else "if"
         info["reset"] = n.reset_mode
         info["threshold"] = n.threshold
-        info["backend"] = "snntorch" if type(n).__name__ == "QuantLeaky" else "spikingjelly"
+        info["backend"] = backend_of(n)
     return info
 
 

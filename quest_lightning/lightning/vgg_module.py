@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from quest_lightning.devices import DeviceSpec, resolve_device
+from quest_lightning.devices import DeviceSpec, check_model, resolve_device
 from quest_lightning.lightning.module import QuestModule
 from quest_lightning.nn.vgg import spiking_vgg
 
@@ -95,8 +95,9 @@ class QuestVGG(QuestModule):
                 quantize_first=quantize_first,
                 quantize_readout=quantize_readout,
                 quantize=quantize,
-                device_spec=spec,
             )
+            if spec is not None:
+                check_model(net, spec)
         except ValueError as err:
             raise ValueError(f"model config (model.arch/bits/neuron/reset/backend/device): {err}") from err
         super().__init__(

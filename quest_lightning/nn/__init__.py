@@ -10,14 +10,24 @@ from quest_lightning.nn.inspect import (
     spiking_neurons,
     synaptic_layers,
 )
-from quest_lightning.nn.layers import QuantConv2d, QuantLayerMixin, QuantLinear
-from quest_lightning.nn.neurons import QuantIFNode, QuantLeaky, QuantLIFNode, QuantNeuron
-from quest_lightning.nn.vgg import VGG_CONFIGS, SpikingBlock, SpikingVGG, TimeSharedDropout, make_neuron, spiking_vgg
+from quest_lightning.nn.layers import QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
+from quest_lightning.nn.neurons import (
+    QuantIFNode,
+    QuantLeaky,
+    QuantLIFNode,
+    QuantNeuron,
+    backend_of,
+    list_backends,
+    make_neuron,
+    register_backend,
+)
+from quest_lightning.nn.vgg import VGG_CONFIGS, SpikingBlock, SpikingVGG, TimeSharedDropout, spiking_vgg
 
 __all__ = [
     "QuantConv2d",
     "QuantLinear",
     "QuantLayerMixin",
+    "QuantOptions",
     "QuantNeuron",
     "QuantLeaky",
     "QuantIFNode",
@@ -33,6 +43,9 @@ __all__ = [
     "VGG_CONFIGS",
     "spiking_vgg",
     "make_neuron",
+    "backend_of",
+    "list_backends",
+    "register_backend",
     "synaptic_layers",
     "quantized_layers",
     "spiking_neurons",

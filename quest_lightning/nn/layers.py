@@ -9,6 +9,9 @@ Both accept single-step input (``[B, ...]``) and multi-step input with a leading
 folded into the batch for the convolution or matrix product. An input repeated over time as a stride-0 view (direct
 coding) is computed once and the output expanded.
 
+Both share one code path (:class:`QuantLayerMixin`): the quantization options (:class:`QuantOptions`), the forward
+pass and the recording; each class only says how its weight meets the input.
+
 With ``record=True`` a layer adds its input summed over every row (time steps and samples) to ``input_counts``,
 and the number of rows to ``recorded_rows``. For spiking inputs that is the spike count per input position, which
 is all the AOR meter needs. When recording is off, nothing is stored.
@@ -16,11 +19,12 @@ is all the AOR meter needs. When recording is off, nothing is stored.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar, TypedDict
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from quest_lightning.devices.capability import DeviceCapability, check_bits_fit
 from quest_lightning.functional.grid import check_bits, num_levels, qmax
 from quest_lightning.functional.quantize import (
     Transform,
@@ -31,6 +35,25 @@ from quest_lightning.functional.quantize import (
     mint_quantize,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class QuantOptions(TypedDict, total=False):
+    """The quantization keywords of :class:`QuantConv2d` and :class:`QuantLinear` (defaults in brackets).
+
+    Attributes:
+        bits: weight bit width :math:`b` from 1 to 8; the grid has :math:`2^b - 1` levels [2].
+        transform: ``"tanh"`` (MINT) or ``"identity"`` before dividing by :math:`\\alpha` ["tanh"].
+        enabled: quantize the weights; ``False`` gives a full-precision layer [True].
+        use_alpha_grad_scale: scale the gradient of :math:`\\alpha` by :math:`1/\\sqrt{N_W Q_b}` (LSQ) [True].
+    """
+
+    bits: int
+    transform: Transform
+    enabled: bool
+    use_alpha_grad_scale: bool
+
 
 def _is_repeated_over_time(x: Tensor, feature_dims: int) -> bool:
     """A ``[T, B, ...]`` input that is one ``[B, ...]`` tensor repeated (a stride-0 view, as direct coding makes)."""
@@ -38,24 +61,33 @@ def _is_repeated_over_time(x: Tensor, feature_dims: int) -> bool:
 
 
 class QuantLayerMixin:
-    """State and behaviour shared by the quantized layers (``weight`` comes from the ``nn`` base class)."""
+    """State and behaviour shared by the quantized layers (``weight`` comes from the ``nn`` base class).
+
+    A subclass sets :attr:`feature_dims` (the number of trailing feature dimensions of one sample) and implements
+    :meth:`_check_input` and :meth:`_apply_weight`; the forward pass, the recording and the ``repr`` are here.
+    """
 
     weight: nn.Parameter
+    feature_dims: ClassVar[int]
 
     def _init_quant(
         self,
-        bits: int,
-        transform: Transform,
-        enabled: bool,
-        use_alpha_grad_scale: bool,
-        device_spec: DeviceCapability | None,
+        *,
+        bits: int = 2,
+        transform: Transform = "tanh",
+        enabled: bool = True,
+        use_alpha_grad_scale: bool = True,
+        **unknown: object,
     ) -> None:
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown keyword(s) {sorted(unknown)}: the quantization options are "
+                f"{sorted(QuantOptions.__annotations__)}. A memory device is checked on the built model with "
+                "quest_lightning.devices.check_model(model, device)."
+            )
         self.bits = check_bits(bits)
         self.transform = check_transform(transform)
         self.use_alpha_grad_scale = bool(use_alpha_grad_scale)
-        self.device_spec = device_spec
-        if device_spec is not None and enabled:
-            check_bits_fit(device_spec, bits)
         self.alpha = nn.Parameter(init_alpha(self.weight, bits).to(self.weight.dtype))
         self.enabled = bool(enabled)
         # Plain tensor attributes, not registered buffers: they are derived per forward pass and must be neither
@@ -97,7 +129,13 @@ class QuantLayerMixin:
             self.alpha.copy_(init_alpha(self.weight, self.bits))
 
     def quantized_weight(self) -> Tensor:
-        """The weight used in the forward pass; refreshes ``codes`` when quantization is enabled."""
+        """The weight used in the forward pass (the shape of ``weight``): the single place where it is made.
+
+        Quantized, it is :math:`W_q = \\hat w\\,\\alpha/Q_b` (MINT, through
+        :func:`~quest_lightning.functional.quantize.mint_quantize`, with the LSQ gradient scale when
+        ``use_alpha_grad_scale``), and ``codes`` is refreshed to :math:`\\hat w`; with ``enabled=False`` it is
+        ``weight`` itself and ``codes`` is left alone.
+        """
         if not self.enabled:
             return self.weight
         scale = alpha_grad_scale(self.weight.numel(), self.bits) if self.use_alpha_grad_scale else None
@@ -109,7 +147,8 @@ class QuantLayerMixin:
         """Integer codes of the weights as they are now (for example just after an optimizer step)."""
         return mint_codes(self.weight, self.alpha.detach(), self.bits, self.transform)
 
-    def _record(self, x: Tensor, feature_dims: int) -> None:
+    def _record(self, x: Tensor) -> None:
+        feature_dims = self.feature_dims
         x = x.detach()
         repeats = 1
         if _is_repeated_over_time(x, feature_dims):
@@ -122,36 +161,50 @@ class QuantLayerMixin:
         self.input_counts += rows.sum(0) * repeats
         self.recorded_rows += rows.shape[0] * repeats
 
-    def _forward_steps(self, x: Tensor, feature_dims: int, op) -> Tensor:
-        """Record ``x`` if asked, then ``op(x)``; an input repeated over time is computed once and expanded."""
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, ...]`` or ``[T, B, ...]`` input through the (quantized) weight; records ``x`` if asked.
+
+        An input repeated over time as a stride-0 view is computed once and the output expanded.
+        """
+        self._check_input(x)
+        w = self.quantized_weight()
         if self.record:
-            self._record(x, feature_dims)
-        if _is_repeated_over_time(x, feature_dims):
-            y = op(x[0])
+            self._record(x)
+        if _is_repeated_over_time(x, self.feature_dims):
+            y = self._apply_weight(x[0], w)
             return y.unsqueeze(0).expand(x.shape[0], *y.shape)
-        return op(x)
+        return self._apply_weight(x, w)
+
+    def _check_input(self, x: Tensor) -> None:
+        raise NotImplementedError
+
+    def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def reset_recording(self) -> None:
         """Zero ``input_counts`` and ``recorded_rows``."""
         self.input_counts.zero_()
         self.recorded_rows.zero_()
 
-    def _quant_repr(self) -> str:
-        return f", bits={self.bits}, transform={self.transform!r}, enabled={self.enabled}"
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", bits={self.bits}, transform={self.transform!r}, enabled={self.enabled}"
 
 
 class QuantConv2d(QuantLayerMixin, nn.Conv2d):
     """A ``nn.Conv2d`` whose weights live on a ``bits``-bit MINT grid.
 
+    Input ``[B, C, H, W]`` or ``[T, B, C, H, W]`` (time folded into the batch); output likewise.
+
     Args:
-        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode: as ``nn.Conv2d``
-            (``bias`` defaults to ``False``: a bias is not stored on the device).
-        bits: weight bit width (1 to 8); :math:`2^b - 1` levels.
-        transform: ``"tanh"`` (MINT) or ``"identity"``.
-        enabled: quantize the weights; ``False`` gives a full-precision layer.
-        use_alpha_grad_scale: scale the gradient of :math:`\\alpha` by :math:`1/\\sqrt{N_W Q_b}` (LSQ).
-        device_spec: the memory device that will hold the weights; checked to have enough states.
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype:
+            as ``nn.Conv2d`` (``bias`` defaults to ``False``: a bias is not stored on the device).
+        **quant: ``bits``, ``transform``, ``enabled``, ``use_alpha_grad_scale`` (see :class:`QuantOptions`).
+
+    Raises:
+        ValueError: bad ``bits`` or ``transform``; in the forward pass, an input that is not 4-D or 5-D.
     """
+
+    feature_dims = 3
 
     def __init__(
         self,
@@ -164,69 +217,57 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
         groups: int = 1,
         bias: bool = False,
         padding_mode: str = "zeros",
-        *,
-        bits: int = 2,
-        transform: Transform = "tanh",
-        enabled: bool = True,
-        use_alpha_grad_scale: bool = True,
-        device_spec: DeviceCapability | None = None,
         device=None,
         dtype=None,
+        **quant: Unpack[QuantOptions],
     ) -> None:
         super().__init__(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
         )
-        self._init_quant(bits, transform, enabled, use_alpha_grad_scale, device_spec)
+        self._init_quant(**quant)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check_input(self, x: Tensor) -> None:
         if x.dim() not in (4, 5):
             raise ValueError(f"QuantConv2d expects [B, C, H, W] or [T, B, C, H, W] input, got shape {tuple(x.shape)}.")
-        w = self.quantized_weight()
 
-        def conv(v: Tensor) -> Tensor:
-            if v.dim() == 4:
-                return self._conv_forward(v, w, self.bias)
-            return self._conv_forward(v.flatten(0, 1), w, self.bias).unflatten(0, v.shape[:2])
-
-        return self._forward_steps(x, 3, conv)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + self._quant_repr()
+    def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
+        if x.dim() == 4:
+            return self._conv_forward(x, w, self.bias)
+        return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
 
 
 class QuantLinear(QuantLayerMixin, nn.Linear):
     """A ``nn.Linear`` whose weights live on a ``bits``-bit MINT grid; any number of leading dimensions.
 
     Args:
-        in_features, out_features, bias: as ``nn.Linear`` (``bias`` defaults to ``False``).
-        bits, transform, enabled, use_alpha_grad_scale, device_spec: as :class:`QuantConv2d`.
+        in_features, out_features, bias, device, dtype: as ``nn.Linear`` (``bias`` defaults to ``False``).
+        **quant: ``bits``, ``transform``, ``enabled``, ``use_alpha_grad_scale`` (see :class:`QuantOptions`).
+
+    Raises:
+        ValueError: bad ``bits`` or ``transform``; in the forward pass, an input whose last size is not
+            ``in_features``.
     """
+
+    feature_dims = 1
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
         bias: bool = False,
-        *,
-        bits: int = 2,
-        transform: Transform = "tanh",
-        enabled: bool = True,
-        use_alpha_grad_scale: bool = True,
-        device_spec: DeviceCapability | None = None,
         device=None,
         dtype=None,
+        **quant: Unpack[QuantOptions],
     ) -> None:
         super().__init__(in_features, out_features, bias, device, dtype)
-        self._init_quant(bits, transform, enabled, use_alpha_grad_scale, device_spec)
+        self._init_quant(**quant)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check_input(self, x: Tensor) -> None:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"QuantLinear expects [..., {self.in_features}] input, got shape {tuple(x.shape)}.")
-        w = self.quantized_weight()
-        return self._forward_steps(x, 1, lambda v: F.linear(v, w, self.bias))
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + self._quant_repr()
+    def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
+        return F.linear(x, w, self.bias)
 
 
 QuantLayer = QuantConv2d | QuantLinear

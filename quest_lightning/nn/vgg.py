@@ -22,10 +22,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from quest_lightning.devices.capability import DeviceCapability, check_bits_fit, check_leak_allowed
 from quest_lightning.functional.grid import check_bits
 from quest_lightning.nn.layers import QuantConv2d, QuantLinear
-from quest_lightning.nn.neurons import QuantIFNode, QuantLeaky, QuantLIFNode, QuantNeuron
+from quest_lightning.nn.neurons import QuantNeuron, make_neuron
 
 VGG_CONFIGS: dict[str, tuple[list[int | str], list[int]]] = {
     "vgg6": ([64, "P", 128, 128, "P"], [4096, 4096]),
@@ -33,56 +32,6 @@ VGG_CONFIGS: dict[str, tuple[list[int | str], list[int]]] = {
     "vgg11": ([64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P"], [4096, 4096]),
     "vgg16": ([64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P"], [4096, 4096]),
 }
-
-BACKENDS = ("spikingjelly", "snntorch")
-NEURONS = ("if", "lif")
-
-
-def make_neuron(
-    backend: str,
-    kind: str,
-    reset: str,
-    *,
-    threshold: float = 0.5,
-    decay: float = 0.5,
-    surrogate: str = "triangle",
-    detach_reset: bool = False,
-    device_spec: DeviceCapability | None = None,
-) -> QuantNeuron:
-    """One multi-step neuron of the chosen back-end with the shared QUEST semantics.
-
-    ``decay`` is :math:`\\lambda` for LIF (MINT uses 0.5). Both back-ends follow :math:`H_t = \\lambda U_{t-1} + X_t`:
-    the SpikingJelly LIF is built with ``decay_input=False`` and :math:`\\tau = 1/(1-\\lambda)`; a soft reset
-    subtracts :math:`\\theta` from :math:`H_t` in both.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is unknown: use one of {BACKENDS}.")
-    if kind not in NEURONS:
-        raise ValueError(f"neuron={kind!r} is unknown: use 'if' (integrate-and-fire) or 'lif' (leaky).")
-    if reset not in ("hard", "soft"):
-        raise ValueError(f"reset={reset!r} is unknown: use 'hard' or 'soft'.")
-    lam = 1.0 if kind == "if" else float(decay)
-    if kind == "lif" and not 0.0 < lam < 1.0:
-        raise ValueError(f"decay={decay} must lie in (0, 1) for a LIF neuron.")
-    if device_spec is not None:
-        check_leak_allowed(device_spec, kind == "lif", what=f"neuron={kind!r}")
-    if backend == "snntorch":
-        neuron = QuantLeaky(
-            lam,
-            threshold,
-            surrogate,
-            "zero" if reset == "hard" else "subtract",
-            detach_reset=detach_reset,
-            device_spec=device_spec,
-        )
-        neuron.soft_reset_amount = threshold  # QUEST semantics: subtract theta from H_t (snnTorch: theta/beta)
-        return neuron
-    v_reset = 0.0 if reset == "hard" else None
-    if kind == "if":
-        return QuantIFNode(threshold, v_reset, surrogate, detach_reset, "m", device_spec=device_spec)
-    return QuantLIFNode(
-        1.0 / (1.0 - lam), False, threshold, v_reset, surrogate, detach_reset, "m", device_spec=device_spec
-    )
 
 
 class TimeSharedDropout(nn.Module):
@@ -139,7 +88,9 @@ class SpikingVGG(nn.Module):
         fc: hidden fully connected widths, e.g. ``[4096, 4096]``.
         in_channels, image_size, num_classes: input and output geometry.
         bits: weight bit width :math:`b_w` of the quantized layers.
-        neuron: ``"if"`` or ``"lif"``; reset: ``"hard"`` or ``"soft"``; backend: ``"spikingjelly"`` or ``"snntorch"``.
+        neuron: ``"if"`` or ``"lif"``; reset: ``"hard"`` or ``"soft"``.
+        backend: a registered neuron back-end (``"spikingjelly"``, ``"snntorch"``; see
+            :func:`~quest_lightning.nn.neurons.registry.list_backends`).
         threshold: firing threshold :math:`\\theta`; decay: LIF :math:`\\lambda`; surrogate: surrogate name.
         detach_reset: stop the gradient through the reset.
         transform: MINT pre-transform, ``"tanh"`` or ``"identity"``.
@@ -148,7 +99,11 @@ class SpikingVGG(nn.Module):
         dropout: time-shared dropout on the hidden FC spikes (0 disables).
         quantize_first: quantize the first (analog-input) conv; quantize_readout: quantize the readout.
         quantize: ``False`` gives the full-precision (FP32) network with the same structure, for baselines.
-        device_spec: the memory device; checked for enough states and, for LIF, for leak.
+
+    Raises:
+        ValueError: a bad option (bits, neuron, reset, back-end, surrogate, pool, dropout, config). Whether a memory
+            device can hold the network is checked on the built model by
+            :func:`quest_lightning.devices.capability.check_model`.
     """
 
     def __init__(
@@ -162,7 +117,7 @@ class SpikingVGG(nn.Module):
         bits: int = 2,
         neuron: Literal["if", "lif"] = "if",
         reset: Literal["hard", "soft"] = "hard",
-        backend: Literal["spikingjelly", "snntorch"] = "spikingjelly",
+        backend: str = "spikingjelly",
         threshold: float = 0.5,
         decay: float = 0.5,
         surrogate: str = "triangle",
@@ -174,12 +129,9 @@ class SpikingVGG(nn.Module):
         quantize_first: bool = False,
         quantize_readout: bool = False,
         quantize: bool = True,
-        device_spec: DeviceCapability | None = None,
     ) -> None:
         super().__init__()
         check_bits(bits)
-        if device_spec is not None and quantize:
-            check_bits_fit(device_spec, bits)
         if pool not in ("max", "avg"):
             raise ValueError(f"pool={pool!r} is unknown: use 'max' or 'avg'.")
         if not any(isinstance(c, int) for c in config):
@@ -195,10 +147,9 @@ class SpikingVGG(nn.Module):
                 decay=decay,
                 surrogate=surrogate,
                 detach_reset=detach_reset,
-                device_spec=device_spec,
             )
 
-        quant = dict(bits=bits, transform=transform, device_spec=device_spec if quantize else None)
+        quant = dict(bits=bits, transform=transform)
         blocks: list[SpikingBlock] = []
         channels, size, first = in_channels, image_size, True
         for i, item in enumerate(config):

@@ -7,7 +7,14 @@ the triangle (SpikingJelly's ``PiecewiseQuadratic(alpha=1)``), which fires at ``
 import pytest
 import torch
 
-from quest_lightning.functional.neuron import MembraneQuant, neuron_scan, neuron_step
+from quest_lightning.functional.neuron import (
+    MembraneQuant,
+    NeuronParams,
+    neuron_step,
+    reset_membrane,
+    reset_membrane_vjp,
+)
+from quest_lightning.functional.scan import neuron_scan
 from quest_lightning.functional.surrogate import fires_at_threshold, get_surrogate
 from quest_lightning.nn import QuantIFNode, QuantLeaky, QuantLIFNode, QuantLinear, make_neuron
 
@@ -75,10 +82,11 @@ def _as_float(values):
 
 @pytest.mark.parametrize(("decay", "reset", "spikes", "h", "u"), GOLDEN_FP)
 def test_full_precision_trajectory(decay, reset, spikes, h, u):
-    s_seq, h_seq, _ = neuron_scan(
-        _as_float(X_FP), TRIANGLE, return_membrane="pre", decay=decay, threshold=0.5, reset=reset
+    params = NeuronParams(decay=decay, threshold=0.5, reset=reset)
+    s_seq, h_seq, _ = neuron_scan(_as_float(X_FP), TRIANGLE, params, return_membrane="pre")
+    _, u_seq, u_last = neuron_scan(
+        _as_float(X_FP), TRIANGLE, NeuronParams(decay=decay, reset=reset), return_membrane="post"
     )
-    _, u_seq, u_last = neuron_scan(_as_float(X_FP), TRIANGLE, return_membrane="post", decay=decay, reset=reset)
     assert s_seq.tolist() == spikes
     assert h_seq.tolist() == h
     assert u_seq.tolist() == u
@@ -88,7 +96,7 @@ def test_full_precision_trajectory(decay, reset, spikes, h, u):
 def _step_by_step(x, decay, reset, threshold, quant):
     u, out = None, []
     for xt in _as_float(x):
-        s, h, u = neuron_step(xt, u, TRIANGLE, decay=decay, threshold=threshold, reset=reset, quant=quant)
+        s, h, u = neuron_step(xt, u, TRIANGLE, NeuronParams(decay=decay, threshold=threshold, reset=reset), quant)
         out.append((s.item(), h.item(), u.item()))
     return [list(col) for col in zip(*out, strict=True)]
 
@@ -123,8 +131,8 @@ def test_threshold_convention_differs_between_libraries():
     atan = get_surrogate("snntorch.atan")
     assert fires_at_threshold(TRIANGLE) and not fires_at_threshold(atan)
     x = _as_float([0.25, 0.25])
-    assert neuron_scan(x, TRIANGLE, threshold=0.5)[0].tolist() == [0, 1]
-    assert neuron_scan(x, atan, threshold=0.5)[0].tolist() == [0, 0]
+    assert neuron_scan(x, TRIANGLE, NeuronParams(threshold=0.5))[0].tolist() == [0, 1]
+    assert neuron_scan(x, atan, NeuronParams(threshold=0.5))[0].tolist() == [0, 0]
 
 
 @pytest.mark.parametrize(
@@ -139,7 +147,7 @@ def test_threshold_convention_differs_between_libraries():
 )
 def test_reset_gradient(reset, detach_reset, du_dx):
     x = torch.tensor(0.75, requires_grad=True)
-    s, _, u = neuron_step(x, None, TRIANGLE, threshold=0.5, reset=reset, detach_reset=detach_reset)
+    s, _, u = neuron_step(x, None, TRIANGLE, NeuronParams(threshold=0.5, reset=reset, detach_reset=detach_reset))
     (ds_dx,) = torch.autograd.grad(s, x, retain_graph=True)
     assert ds_dx.item() == pytest.approx(0.75)
     (got,) = torch.autograd.grad(u, x)
@@ -199,3 +207,83 @@ def test_disabled_layer_turns_membrane_quantization_off():
     neuron = QuantIFNode(0.625, 0.0, "triangle", step_mode="m").share_scale_with(layer)
     s = neuron(_as_float(X_Q).reshape(-1, 1, 1))
     assert s.flatten().tolist() == [0, 1, 0, 0, 0, 1, 1, 0]  # the full-precision trajectory
+
+
+# (fields, message): every refused value names the field, the value and the fix
+BAD_PARAMS = [
+    (dict(threshold=float("nan")), r"threshold=nan must be positive and finite: the firing threshold theta"),
+    (dict(threshold=float("inf")), r"threshold=inf must be positive and finite"),
+    (dict(threshold=0.0), r"threshold=0\.0 must be positive"),
+    (dict(threshold=-0.5), r"threshold=-0\.5 must be positive"),
+    (dict(threshold="0.5"), r"threshold='0\.5' must be positive and finite"),
+    (dict(decay=1.5), r"decay=1\.5 \(the leak factor lambda\) must lie in \[0, 1\]: use 1 for an IF neuron"),
+    (dict(decay=-0.1), r"decay=-0\.1 .* must lie in \[0, 1\]"),
+    (dict(decay=float("nan")), r"decay=nan .* must lie in \[0, 1\]"),
+    (dict(decay=True), r"decay=True .* must lie in \[0, 1\]"),
+    (dict(reset="partial"), r"reset='partial' is unknown: use 'hard' \(to zero\), 'soft'"),
+    (dict(soft_reset_amount=0.0), r"soft_reset_amount=0\.0 must be positive and finite: a soft reset subtracts it"),
+    (dict(soft_reset_amount=float("-inf")), r"soft_reset_amount=-inf must be positive and finite"),
+]
+
+
+@pytest.mark.parametrize(("fields", "match"), BAD_PARAMS, ids=[str(f) for f, _ in BAD_PARAMS])
+def test_neuron_params_refuse_bad_values(fields, match):
+    with pytest.raises(ValueError, match=match):
+        NeuronParams(**fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # (decay, threshold, reset, detach_reset, soft_reset_amount, leaky, reset_amount)
+        (dict(), (1.0, 0.5, "hard", False, None, False, 0.5)),
+        (dict(decay=0, threshold=2), (0.0, 2.0, "hard", False, None, True, 2.0)),  # ints become floats
+        (dict(decay=0.5, reset="soft", soft_reset_amount=1), (0.5, 0.5, "soft", False, 1.0, True, 1.0)),
+        (dict(reset="none", detach_reset=1), (1.0, 0.5, "none", True, None, False, 0.5)),
+    ],
+)
+def test_neuron_params_accept_and_normalise(fields, expected):
+    p = NeuronParams(**fields)
+    got = (p.decay, p.threshold, p.reset, p.detach_reset, p.soft_reset_amount, p.leaky, p.reset_amount)
+    assert got == expected
+    assert all(type(v) is float for v in (p.decay, p.threshold))
+    with pytest.raises(AttributeError):
+        p.threshold = 1.0  # frozen
+
+
+def test_neuron_attributes_replace_validated_params():
+    """A neuron's threshold, decay, reset_mode and soft_reset_amount read its one NeuronParams; setting one replaces
+    the params with a validated copy, and the step uses it at once."""
+    neuron = QuantIFNode(0.5, None, "triangle", step_mode="m")
+    before = neuron.params
+    neuron.threshold = 0.25
+    assert neuron.params == NeuronParams(threshold=0.25, reset="soft") and before.threshold == 0.5
+    x = _as_float([0.25, 0.25]).reshape(2, 1)
+    assert neuron(x).flatten().tolist() == [1, 1]  # 0.25 >= 0.25 fires at once with the new threshold
+    with pytest.raises(ValueError, match=r"threshold=-1\.0 must be positive"):
+        neuron.threshold = -1.0
+    assert neuron.threshold == 0.25
+    neuron.reset_mode = "hard"
+    assert neuron.params.reset == "hard" and neuron.leaky is False
+    neuron.decay = 0.5
+    assert neuron.leaky and neuron.params.decay == 0.5
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft", "none"])
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_reset_vjp_matches_autograd(reset, detach_reset):
+    """The hand-written reset VJP (used by the fused scan) equals autograd through the reset itself."""
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(7, generator=g).requires_grad_(True)
+    s = (torch.rand(7, generator=g) < 0.5).float().requires_grad_(True)
+    g_u = torch.randn(7, generator=g)
+    params = NeuronParams(threshold=0.5, reset=reset, detach_reset=detach_reset, soft_reset_amount=0.75)
+    u = reset_membrane(h, s, params)
+    want_h, want_s = torch.autograd.grad(u, (h, s), g_u, allow_unused=True)
+    got_h, got_s = reset_membrane_vjp(g_u, h.detach(), s.detach(), params)
+    torch.testing.assert_close(got_h, want_h if want_h is not None else torch.zeros(7), rtol=0, atol=0)
+    if got_s is None:
+        assert want_s is None or not want_s.any()
+    else:
+        torch.testing.assert_close(got_s, want_s, rtol=0, atol=0)
+    assert (got_s is None) == (detach_reset or reset == "none")

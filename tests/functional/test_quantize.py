@@ -261,3 +261,34 @@ def test_fused_quantizer_chunked_path_matches_reference():
     assert torch.equal(xq1, xq2) and torch.equal(c1, c2)
     torch.testing.assert_close(gx1, gx2, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(ga1, ga2, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda w: w.to(memory_format=torch.channels_last),  # dense, not contiguous: a common GPU layout for convs
+        lambda w: w.transpose(0, 1),  # a strided view
+    ],
+    ids=["channels_last", "transposed"],
+)
+def test_fused_quantizer_on_non_contiguous_weights(layout):
+    """A weight that is not in the standard contiguous layout gets the codes, values and gradients of the composed
+    reference on the same weight made contiguous, element by element."""
+    from quest_lightning.functional.quantize import mint_quantize_reference
+
+    g = torch.Generator().manual_seed(4)
+    w0 = torch.randn(8, 6, 3, 3, generator=g) * 0.4
+    upstream = layout(torch.randn(8, 6, 3, 3, generator=g)).contiguous()
+    results = []
+    for fn, strided in ((mint_quantize, True), (mint_quantize_reference, False)):
+        leaf, a = w0.clone().requires_grad_(True), torch.tensor(0.3, requires_grad=True)
+        x = layout(leaf) if strided else layout(leaf).contiguous()
+        assert x.is_contiguous() is not strided
+        xq, codes = fn(x, a, 3, "tanh", None)
+        (xq * upstream).sum().backward()
+        results.append((xq.detach(), codes, leaf.grad, a.grad))
+    (xq1, c1, gx1, ga1), (xq2, c2, gx2, ga2) = results
+    assert torch.equal(xq1, xq2) and torch.equal(c1, c2)
+    assert (c1 != 0).any() and (c1 == 0).any()
+    torch.testing.assert_close(gx1, gx2, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(ga1, ga2, rtol=1e-5, atol=1e-7)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from quest_lightning.devices.capability import DeviceCapability
+from quest_lightning.devices.capability import DeviceCapability, check_model
 from quest_lightning.functional.grid import check_bits
 from quest_lightning.functional.quantize import mint_quantize
 from quest_lightning.functional.surrogate import get_surrogate
@@ -101,17 +101,17 @@ CASES = [
     ("lif decay", lambda: make_neuron("snntorch", "lif", "hard", decay=1.0), r"decay=1\.0 must lie in \(0, 1\)"),
     ("threshold", lambda: QuantIFNode(v_threshold=0.0), r"threshold=0\.0 must be positive"),
     ("model", lambda: spiking_vgg("vgg7"), r"model 'vgg7' is unknown"),
-    # devices: LIF where the state cannot leak
-    ("LIF node on MTJ", lambda: QuantLIFNode(device_spec=NO_LEAK), rf"QuantLIFNode is leaky.*{LEAK}"),
-    ("Leaky on MTJ", lambda: QuantLeaky(beta=0.5, device_spec=NO_LEAK), rf"QuantLeaky is leaky.*{LEAK}"),
-    ("make_neuron on MTJ", lambda: make_neuron("spikingjelly", "lif", "soft", device_spec=NO_LEAK), rf"'lif'.*{LEAK}"),
-    ("VGG LIF on MTJ", lambda: SpikingVGG(**SMALL, neuron="lif", device_spec=NO_LEAK), LEAK),
+    # devices (checked on the built model): LIF where the state cannot leak
+    ("LIF node on MTJ", lambda: check_model(QuantLIFNode(), NO_LEAK), rf"QuantLIFNode is leaky.*{LEAK}"),
+    ("Leaky on MTJ", lambda: check_model(QuantLeaky(beta=0.5), NO_LEAK), rf"QuantLeaky is leaky.*{LEAK}"),
+    ("make_neuron on MTJ", lambda: check_model(make_neuron("spikingjelly", "lif", "soft"), NO_LEAK), rf"'lif'.*{LEAK}"),
+    ("VGG LIF on MTJ", lambda: check_model(SpikingVGG(**SMALL, neuron="lif"), NO_LEAK), LEAK),
     # devices: more levels than states
-    ("layer bits on 7 states", lambda: QuantLinear(4, 4, bits=4, device_spec=SEVEN), "bits=4 " + FIT.format("bits")),
-    ("VGG bits on 7 states", lambda: SpikingVGG(**SMALL, bits=4, device_spec=SEVEN), "bits=4 " + FIT.format("bits")),
+    ("layer bits on 7 states", lambda: check_model(QuantLinear(4, 4, bits=4), SEVEN), "bits=4 " + FIT.format("bits")),
+    ("VGG bits on 7 states", lambda: check_model(SpikingVGG(**SMALL, bits=4), SEVEN), "bits=4 " + FIT.format("bits")),
     (
         "mem_bits on 7 states",
-        lambda: QuantIFNode(mem_bits=4, device_spec=SEVEN),
+        lambda: check_model(QuantIFNode(mem_bits=4), SEVEN),
         "mem_bits=4 " + FIT.format("mem_bits"),
     ),
 ]
@@ -130,10 +130,52 @@ def test_share_scale_with_a_plain_layer_is_a_type_error():
 
 def test_valid_device_configurations_pass():
     """The same devices accept what they can hold: IF on a non-leaky device, 3 bits (7 levels) on 7 states."""
-    QuantIFNode(device_spec=NO_LEAK)
-    QuantLeaky(beta=1.0, device_spec=NO_LEAK)
-    QuantLinear(4, 4, bits=3, device_spec=SEVEN)
-    model = SpikingVGG(**SMALL, bits=3, neuron="if", device_spec=NO_LEAK)
+    check_model(QuantIFNode(), NO_LEAK)
+    check_model(QuantLeaky(beta=1.0), NO_LEAK)
+    check_model(QuantLinear(4, 4, bits=3), SEVEN)
+    model = SpikingVGG(**SMALL, bits=3, neuron="if")
+    check_model(model, NO_LEAK)
     assert model(torch.rand(2, 1, 3, 4, 4)).shape == (2, 1, 10)
     # a disabled (full-precision) layer is not held on the device, so it is not checked
-    QuantLinear(4, 4, bits=8, enabled=False, device_spec=SEVEN)
+    check_model(QuantLinear(4, 4, bits=8, enabled=False), SEVEN)
+    check_model(SpikingVGG(**SMALL, bits=4, quantize=False), SEVEN)
+
+
+@pytest.mark.parametrize(
+    ("build", "device", "match"),
+    [
+        # the second conv block of a two-conv net: its layer is quantized, the first conv is full precision
+        (
+            lambda: SpikingVGG(config=[4, 4, "P"], fc=[8], image_size=4, bits=4),
+            SEVEN,
+            r"^features\.1\.layer \(QuantConv2d\): bits=4 ",
+        ),
+        (
+            lambda: SpikingVGG(**SMALL, neuron="lif"),
+            NO_LEAK,
+            r"^features\.0\.neuron \(neuron='lif', decay=0\.5\): QuantLIFNode is leaky",
+        ),
+        (
+            lambda: SpikingVGG(**SMALL, neuron="lif", backend="snntorch"),
+            NO_LEAK,
+            r"^features\.0\.neuron \(neuron='lif', decay=0\.5\): QuantLeaky is leaky",
+        ),
+        # one conv: the full-precision first layer is skipped, so the first quantized layer is the hidden FC
+        (lambda: SpikingVGG(**SMALL, bits=4), SEVEN, r"^classifier\.0\.layer \(QuantLinear\): bits=4 needs 15"),
+        (lambda: QuantLinear(4, 4, bits=4), SEVEN, r"^model \(QuantLinear\): bits=4 needs 15"),
+        (
+            lambda: torch.nn.Sequential(torch.nn.Flatten(), QuantIFNode(mem_bits=4)),
+            SEVEN,
+            r"^1 \(QuantIFNode\): mem_bits=4",
+        ),
+    ],
+    ids=["conv layer", "sj neuron", "snntorch neuron", "first quantized layer", "bare layer", "sequential neuron"],
+)
+def test_device_errors_name_the_module_path(build, device, match):
+    with pytest.raises(ValueError, match=match):
+        check_model(build(), device)
+
+
+def test_removed_device_keyword_points_to_check_model():
+    with pytest.raises(TypeError, match=r"QuantConv2d got unknown keyword\(s\) \['device_spec'\].*check_model"):
+        QuantConv2d(1, 1, 3, device_spec=SEVEN)

@@ -1,7 +1,32 @@
-"""Quantized neuron adapters: snnTorch-style and SpikingJelly-style shells over one shared step."""
+"""Quantized neurons: one shared shell (:mod:`~quest_lightning.nn.neurons.base`), one module per back-end, and the
+registry that names them. Importing this package registers the built-in back-ends; a new back-end is one more module
+here, imported below."""
 
 from quest_lightning.nn.neurons.base import QuantNeuron
-from quest_lightning.nn.neurons.snntorch_adapter import QuantLeaky
-from quest_lightning.nn.neurons.spikingjelly_adapter import QuantIFNode, QuantLIFNode
+from quest_lightning.nn.neurons.registry import (
+    NEURON_KINDS,
+    NeuronBackend,
+    backend_of,
+    get_backend,
+    list_backends,
+    make_neuron,
+    register_backend,
+    unregister_backend,
+)
+from quest_lightning.nn.neurons.snntorch import QuantLeaky
+from quest_lightning.nn.neurons.spikingjelly import QuantIFNode, QuantLIFNode
 
-__all__ = ["QuantNeuron", "QuantLeaky", "QuantIFNode", "QuantLIFNode"]
+__all__ = [
+    "QuantNeuron",
+    "QuantLeaky",
+    "QuantIFNode",
+    "QuantLIFNode",
+    "NEURON_KINDS",
+    "NeuronBackend",
+    "backend_of",
+    "get_backend",
+    "list_backends",
+    "make_neuron",
+    "register_backend",
+    "unregister_backend",
+]

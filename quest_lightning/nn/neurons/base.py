@@ -1,21 +1,41 @@
-"""What every quantized neuron adapter shares: the step parameters, MINT membrane quantization, device checks and
-optional spike-count recording. The adapters only translate their library's configuration into these."""
+"""What every quantized neuron shares: one :class:`~quest_lightning.functional.neuron.NeuronParams`, MINT membrane
+quantization on a layer's grid, the step and the scan, and optional spike-count recording. A back-end's adapter only
+translates its library's configuration into these (see :mod:`quest_lightning.nn.neurons.registry`)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from quest_lightning.devices.capability import DeviceCapability, check_bits_fit, check_leak_allowed
 from quest_lightning.functional.grid import check_bits
-from quest_lightning.functional.neuron import MembraneQuant, check_reset, neuron_scan, neuron_step
+from quest_lightning.functional.integer import IntegerNeuronProgram, integer_neuron_program
+from quest_lightning.functional.neuron import MembraneQuant, NeuronParams, neuron_step
 from quest_lightning.functional.quantize import alpha_grad_scale
-from quest_lightning.functional.surrogate import SpikeFn
+from quest_lightning.functional.scan import neuron_scan
+from quest_lightning.functional.surrogate import SpikeFn, fires_at_threshold
 from quest_lightning.nn.layers import QuantLayerMixin
 
 
+class _Param:
+    """A neuron attribute that reads one field of the neuron's ``params``; setting it replaces ``params`` with a
+    validated copy (``NeuronParams`` is frozen)."""
+
+    def __init__(self, field: str, doc: str) -> None:
+        self.field, self.__doc__ = field, doc
+
+    def __get__(self, neuron: QuantNeuron | None, owner: type) -> Any:
+        return self if neuron is None else getattr(neuron.params, self.field)
+
+    def __set__(self, neuron: QuantNeuron, value: Any) -> None:
+        neuron.params = replace(neuron.params, **{self.field: value})
+
+
 class QuantNeuron(nn.Module):
-    """Base class of the neuron adapters: a thin shell over :func:`~quest_lightning.functional.neuron.neuron_step`.
+    """Base class of the neuron adapters: a thin shell over :func:`~quest_lightning.functional.neuron.neuron_step`
+    and :func:`~quest_lightning.functional.scan.neuron_scan`.
 
     The membrane is quantized on the grid of the layer given to :meth:`share_scale_with` (same :math:`\\alpha`, and
     ``mem_bits`` or the layer's bits). Without such a layer, or when that layer's quantization is disabled, the
@@ -23,36 +43,24 @@ class QuantNeuron(nn.Module):
 
     Recording (``record=True``) accumulates ``spike_count`` (all spikes), ``recorded_rows`` (time steps × samples)
     and ``neurons`` (neurons per sample), for the spike-rate meter.
+
+    Attributes:
+        params: the step's parameters; ``decay``, ``threshold``, ``reset_mode``, ``detach_reset`` and
+            ``soft_reset_amount`` read (and, when set, replace) its fields.
+        spike_fn: the surrogate spike function.
+        mem_bits: membrane bit width, or ``None`` for the layer's bits.
     """
 
-    def _init_neuron(
-        self,
-        *,
-        spike_fn: SpikeFn,
-        decay: float,
-        threshold: float,
-        reset: str,
-        detach_reset: bool,
-        soft_reset_amount: float | None = None,
-        mem_bits: int | None = None,
-        device_spec: DeviceCapability | None = None,
-    ) -> None:
-        if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"decay={decay} (the leak factor lambda) must lie in [0, 1]; 1 is an IF neuron.")
-        if threshold <= 0:
-            raise ValueError(f"threshold={threshold} must be positive.")
+    decay = _Param("decay", "Leak factor :math:`\\lambda` (1 for IF).")
+    threshold = _Param("threshold", "Firing threshold :math:`\\theta`.")
+    reset_mode = _Param("reset", "``'hard'``, ``'soft'`` or ``'none'``.")
+    detach_reset = _Param("detach_reset", "Whether the gradient through the reset is stopped.")
+    soft_reset_amount = _Param("soft_reset_amount", "What a soft reset subtracts (``None``: the threshold).")
+
+    def _init_neuron(self, *, spike_fn: SpikeFn, params: NeuronParams, mem_bits: int | None = None) -> None:
         self.spike_fn = spike_fn
-        self.decay = float(decay)
-        self.threshold = float(threshold)
-        self.reset_mode = check_reset(reset)
-        self.detach_reset = bool(detach_reset)
-        self.soft_reset_amount = soft_reset_amount
+        self.params = params
         self.mem_bits = None if mem_bits is None else check_bits(mem_bits, name="mem_bits")
-        self.device_spec = device_spec
-        if device_spec is not None:
-            check_leak_allowed(device_spec, self.leaky, what=type(self).__name__)
-            if mem_bits is not None:
-                check_bits_fit(device_spec, mem_bits, what="mem_bits")
         self._scale_source: list[QuantLayerMixin] = []  # a list keeps the layer out of this module's children
         self.record = False
         self.spike_count: Tensor | None = None
@@ -62,10 +70,14 @@ class QuantNeuron(nn.Module):
     @property
     def leaky(self) -> bool:
         """Whether the membrane decays between steps (:math:`\\lambda < 1`)."""
-        return self.decay < 1.0
+        return self.params.leaky
 
     def share_scale_with(self, layer: QuantLayerMixin) -> QuantNeuron:
-        """Quantize the membrane with ``layer``'s :math:`\\alpha` and grid (MINT's shared scale). Returns ``self``."""
+        """Quantize the membrane with ``layer``'s :math:`\\alpha` and grid (MINT's shared scale). Returns ``self``.
+
+        Raises:
+            TypeError: ``layer`` is not a ``QuantConv2d`` or ``QuantLinear``.
+        """
         if not isinstance(layer, QuantLayerMixin):
             raise TypeError(f"share_scale_with expects a QuantConv2d or QuantLinear, got {type(layer).__name__}.")
         self._scale_source = [layer]
@@ -76,6 +88,15 @@ class QuantNeuron(nn.Module):
         """The layer whose scale the membrane shares, if any."""
         return self._scale_source[0] if self._scale_source else None
 
+    @property
+    def membrane_bits(self) -> int | None:
+        """The membrane's bit width :math:`b_u` when it is quantized (``mem_bits`` or the layer's bits), else
+        ``mem_bits`` (``None`` when not set)."""
+        layer = self.scale_source
+        if layer is None or not layer.enabled:
+            return self.mem_bits
+        return self.mem_bits or layer.bits
+
     def membrane_quantizer(self) -> MembraneQuant | None:
         """The membrane quantizer for the current forward pass, or ``None`` when the neuron is full precision."""
         layer = self.scale_source
@@ -85,28 +106,55 @@ class QuantNeuron(nn.Module):
         scale = alpha_grad_scale(layer.weight.numel(), bits) if layer.use_alpha_grad_scale else None
         return MembraneQuant(layer.alpha, bits, layer.transform, scale)
 
-    def _step_kwargs(self) -> dict:
-        return dict(
-            decay=self.decay,
-            threshold=self.threshold,
-            reset=self.reset_mode,
-            detach_reset=self.detach_reset,
-            soft_reset_amount=self.soft_reset_amount,
-            quant=self.membrane_quantizer(),
+    def integer_program(self) -> IntegerNeuronProgram:
+        """This neuron compiled for integer-only inference with the scale it shares
+        (:func:`~quest_lightning.functional.integer.integer_neuron_program`).
+
+        Raises:
+            ValueError: no enabled layer shares its scale, ``mem_bits`` differs from the layer's bits, or the
+                neuron is leaky or has no reset.
+        """
+        layer = self.scale_source
+        if layer is None or not layer.enabled:
+            raise ValueError(
+                f"{type(self).__name__} has no quantized membrane: call share_scale_with(layer) with a quantized "
+                "QuantConv2d/QuantLinear before compiling it to integers."
+            )
+        if self.mem_bits not in (None, layer.bits):
+            raise ValueError(
+                f"mem_bits={self.mem_bits} differs from the layer's bits={layer.bits}: the integer path needs the "
+                "membrane and the weights on one grid; leave mem_bits=None."
+            )
+        return integer_neuron_program(
+            float(layer.alpha.detach()),
+            layer.bits,
+            self.params,
+            transform=layer.transform,
+            fire_at_threshold=fires_at_threshold(self.spike_fn),
         )
 
     def step(self, x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """One functional step: ``(spikes, pre-reset membrane, carried state)``."""
-        s, h, u = neuron_step(x, u, self.spike_fn, **self._step_kwargs())
+        """One functional step on ``x`` (``[B, ...]``) from state ``u``: ``(spikes, pre-reset membrane, carried
+        state)``, each the shape of ``x``."""
+        s, h, u = neuron_step(x, u, self.spike_fn, self.params, self.membrane_quantizer())
         if self.record:
             self._record(s, s.shape[0])
         return s, h, u
 
     def multi_step(self, x_seq: Tensor, return_membrane: str = "none") -> tuple[Tensor, Tensor | None, Tensor]:
-        """Scan ``x_seq`` (``[T, B, ...]``) from a zero state: ``(spikes, membranes or None, final state)``."""
+        """Scan ``x_seq`` (``[T, B, ...]``) from a zero state: ``(spikes [T, B, ...], membranes or None, final
+        state)``; ``return_membrane`` is ``"none"``, ``"pre"`` (:math:`H_t`) or ``"post"`` (:math:`U_t`).
+
+        Raises:
+            ValueError: ``x_seq`` has fewer than 2 dimensions.
+        """
         if x_seq.dim() < 2:
             raise ValueError(f"multi-step input must be [T, B, ...], got shape {tuple(x_seq.shape)}.")
-        s, m, u = neuron_scan(x_seq, self.spike_fn, return_membrane=return_membrane, **self._step_kwargs())
+        return self._scan(x_seq, None, return_membrane)
+
+    def _scan(self, x_seq: Tensor, u0: Tensor | None, return_membrane: str) -> tuple[Tensor, Tensor | None, Tensor]:
+        quant = self.membrane_quantizer()
+        s, m, u = neuron_scan(x_seq, self.spike_fn, self.params, quant, u0=u0, return_membrane=return_membrane)
         if self.record:
             self._record(s, x_seq.shape[0] * x_seq.shape[1])
         return s, m, u

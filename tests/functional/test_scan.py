@@ -5,7 +5,8 @@ import itertools
 import pytest
 import torch
 
-from quest_lightning.functional.neuron import MembraneQuant, neuron_scan
+from quest_lightning.functional.neuron import MembraneQuant, NeuronParams
+from quest_lightning.functional.scan import neuron_scan
 from quest_lightning.functional.surrogate import get_surrogate
 
 CASES = list(
@@ -31,9 +32,8 @@ def test_fused_scan_matches_reference(decay, reset, detach, quant, surrogate):
         x = x0.clone().requires_grad_(True)
         alpha = torch.tensor(0.45, requires_grad=True)
         mq = None if quant is None else MembraneQuant(alpha, quant[1], quant[0], grad_scale=0.3)
-        s, _, u = neuron_scan(
-            x, spike_fn, fused=fused, decay=decay, threshold=0.5, reset=reset, detach_reset=detach, quant=mq
-        )
+        params = NeuronParams(decay=decay, threshold=0.5, reset=reset, detach_reset=detach)
+        s, _, u = neuron_scan(x, spike_fn, params, mq, fused=fused)
         ((s * w_s).sum() + (u * w_u).sum()).backward()
         outs.append((s.detach(), u.detach(), x.grad, alpha.grad))
     (s_ref, u_ref, gx_ref, ga_ref), (s_f, u_f, gx_f, ga_f) = outs

@@ -6,15 +6,19 @@ returning the pre-reset membrane :math:`H_t`. In the shared step's terms that is
 :math:`U_t = H_t - (\\theta/\\beta)\\operatorname{sg}(S_t)` for ``"subtract"`` (snnTorch subtracts :math:`\\theta` after
 the decay), so spikes, membranes and gradients equal
 ``snn.Leaky`` exactly when quantization is off.
+
+This module registers the ``"snntorch"`` back-end: :func:`build_leaky` gives ``QuantLeaky`` the QUEST parameters
+(a soft reset subtracts :math:`\\theta` from :math:`H_t`, not :math:`\\theta/\\beta`).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from quest_lightning.devices.capability import DeviceCapability
+from quest_lightning.functional.neuron import NeuronParams
 from quest_lightning.functional.surrogate import SpikeFn, get_surrogate
 from quest_lightning.nn.neurons.base import QuantNeuron
+from quest_lightning.nn.neurons.registry import register_backend
 
 _RESETS = {"subtract": "soft", "zero": "hard", "none": "none"}
 
@@ -32,7 +36,10 @@ class QuantLeaky(QuantNeuron):
         detach_reset: stop the gradient through the reset, as snnTorch always does (``False`` is MINT's choice and
             goes beyond ``snn.Leaky``).
         mem_bits: membrane bit width when a scale is shared (default: the layer's weight bits).
-        device_spec: device that will hold the neuron state: LIF is refused if it cannot leak.
+
+    Raises:
+        ValueError: an unknown ``reset_mechanism``, ``beta`` outside (0, 1], a non-positive threshold, or bad
+            ``mem_bits``.
     """
 
     def __init__(
@@ -45,7 +52,6 @@ class QuantLeaky(QuantNeuron):
         *,
         detach_reset: bool = True,
         mem_bits: int | None = None,
-        device_spec: DeviceCapability | None = None,
     ) -> None:
         super().__init__()
         if reset_mechanism not in _RESETS:
@@ -55,16 +61,15 @@ class QuantLeaky(QuantNeuron):
             raise ValueError(f"beta={beta} must lie in (0, 1]; beta=1 is an IF neuron.")
         self.reset_mechanism = reset_mechanism
         self.reset_delay = bool(reset_delay)
-        self._init_neuron(
-            spike_fn=get_surrogate(spike_grad if spike_grad is not None else "snntorch.atan"),
+        params = NeuronParams(
             decay=beta,
             threshold=threshold,
             reset=_RESETS[reset_mechanism],
             detach_reset=detach_reset,
             soft_reset_amount=threshold / beta,
-            mem_bits=mem_bits,
-            device_spec=device_spec,
         )
+        spike_fn = get_surrogate(spike_grad if spike_grad is not None else "snntorch.atan")
+        self._init_neuron(spike_fn=spike_fn, params=params, mem_bits=mem_bits)
         self.mem: Tensor | None = None
 
     @property
@@ -89,3 +94,19 @@ class QuantLeaky(QuantNeuron):
 
     def extra_repr(self) -> str:
         return f"reset_mechanism={self.reset_mechanism!r}, " + self._neuron_repr()
+
+
+_MECHANISMS = {mode: mechanism for mechanism, mode in _RESETS.items()}
+
+
+def build_leaky(params: NeuronParams, surrogate: SpikeFn | str) -> QuantLeaky:
+    """A multi-step ``QuantLeaky`` whose ``params`` are exactly ``params`` (QUEST semantics: a soft reset subtracts
+    ``params.reset_amount`` from :math:`H_t`)."""
+    neuron = QuantLeaky(
+        params.decay, params.threshold, surrogate, _MECHANISMS[params.reset], detach_reset=params.detach_reset
+    )
+    neuron.params = params
+    return neuron
+
+
+register_backend("snntorch", build_leaky, (QuantLeaky,))

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from quest_lightning.functional.grid import qmax
-from quest_lightning.functional.neuron import integer_neuron_program, integer_neuron_scan
+from quest_lightning.functional.integer import integer_neuron_program, integer_neuron_scan
+from quest_lightning.functional.neuron import NeuronParams
 from quest_lightning.functional.surrogate import fires_at_threshold
 from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLeaky, QuantLinear
 
@@ -118,8 +119,7 @@ def test_integer_path_matches_fake_quant(bits, reset, transform, layer_kind, neu
     program = integer_neuron_program(
         alpha,
         bits,
-        threshold=THETA,
-        reset=reset,
+        NeuronParams(threshold=THETA, reset=reset),
         transform=transform,
         fire_at_threshold=fires_at_threshold(neuron.spike_fn),
     )
@@ -147,7 +147,9 @@ def test_exact_ties_follow_the_surrogate_convention(surrogate, fire_at_threshold
     x = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]]).reshape(5, 1, 2)
     with torch.no_grad():
         spikes = neuron(layer(x)).flatten()
-    program = integer_neuron_program(0.5, 2, threshold=THETA, fire_at_threshold=fire_at_threshold, transform="identity")
+    program = integer_neuron_program(
+        0.5, 2, NeuronParams(threshold=THETA), fire_at_threshold=fire_at_threshold, transform="identity"
+    )
     assert program.threshold_int == (1 if fire_at_threshold else 2)
     int_spikes, _ = integer_neuron_scan(_integer_currents(layer, x), program)
     assert torch.equal(int_spikes.flatten().float(), spikes)
@@ -158,7 +160,7 @@ def test_exact_ties_follow_the_surrogate_convention(surrogate, fire_at_threshold
 
 
 def test_identity_requantization_is_a_clamp():
-    program = integer_neuron_program(0.6, 3, threshold=0.45, transform="identity", reset="soft")
+    program = integer_neuron_program(0.6, 3, NeuronParams(threshold=0.45, reset="soft"), transform="identity")
     # Q = 3, step 0.2, theta / step = 2.25 -> threshold 3; a soft reset subtracts 2.25 grid units before rounding
     assert program.threshold_int == 3
     assert program.bounds_no_spike == (-2, -1, 0, 1, 2, 3)  # u = -3 + #{b <= m} = clamp(m, -3, 3)
@@ -174,6 +176,6 @@ def test_integer_program_rejects_bad_inputs():
     with pytest.raises(ValueError, match="bits=1"):
         integer_neuron_program(0.5, 1)
     with pytest.raises(ValueError, match="reset='none'"):
-        integer_neuron_program(0.5, 2, reset="none")
+        integer_neuron_program(0.5, 2, NeuronParams(reset="none"))
     with pytest.raises(TypeError, match="integer currents"):
         integer_neuron_scan(torch.zeros(3, 2), integer_neuron_program(0.5, 2))
