@@ -40,7 +40,7 @@ from quest_lightning.devices.spec import DeviceSpec
 
 __all__ = ["device_from_dict", "device_to_dict", "load_device_yaml", "resolve_device", "save_device_yaml"]
 
-_FIELDS = (
+DEVICE_KEYS = (
     "name",
     "resistances_ohm",
     "can_leak",
@@ -88,9 +88,9 @@ def device_from_dict(data: Mapping[str, Any]) -> DeviceSpec:
     """
     if not isinstance(data, Mapping):
         raise ValueError(f"a device dict must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(_FIELDS))
+    unknown = sorted(set(data) - set(DEVICE_KEYS))
     if unknown:
-        raise ValueError(f"unknown device key(s) {unknown}; valid keys are {list(_FIELDS)}")
+        raise ValueError(f"unknown device key(s) {unknown}; valid keys are {list(DEVICE_KEYS)}")
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise ValueError(f"device dict is missing required key(s) {missing}")

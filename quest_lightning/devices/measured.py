@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 import yaml
 
-from quest_lightning.devices.io import device_to_dict
+from quest_lightning.devices.io import DEVICE_KEYS, device_to_dict
 from quest_lightning.devices.nonideal import NonIdealities
 from quest_lightning.devices.spec import DeviceSpec
 
@@ -75,18 +75,7 @@ CSV_COLUMNS = (
     "current_a",
     "duration_s",
 )
-_META = (
-    "name",
-    "can_leak",
-    "read_energy_j",
-    "read_voltage_v",
-    "read_time_s",
-    "illustrative",
-    "source",
-    "description",
-    "repeats_are",
-    "nonideal",
-)
+_META = tuple(k for k in DEVICE_KEYS if k not in ("resistances_ohm", "transitions")) + ("repeats_are",)
 _STATE_KEYS = ("state", "resistance_ohm", "device")
 _PULSE_KEYS = ("src", "dst", "energy_j", "voltage_v", "current_a", "duration_s")
 
