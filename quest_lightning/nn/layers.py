@@ -19,6 +19,7 @@ is all the AOR meter needs. When recording is off, nothing is stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 import torch
@@ -69,6 +70,8 @@ class QuantLayerMixin:
 
     weight: nn.Parameter
     feature_dims: ClassVar[int]
+    weight_perturbation: Callable[[Tensor, Tensor], Tensor] | None = None
+    """Optional ``hook(w_q, codes) -> w`` applied after quantization (device non-idealities); ``None``: off."""
 
     def _init_quant(
         self,
@@ -141,6 +144,8 @@ class QuantLayerMixin:
         scale = alpha_grad_scale(self.weight.numel(), self.bits) if self.use_alpha_grad_scale else None
         w_q, codes = mint_quantize(self.weight, self.alpha, self.bits, self.transform, scale)
         self.codes = codes
+        if self.weight_perturbation is not None:
+            w_q = self.weight_perturbation(w_q, codes)
         return w_q
 
     def current_codes(self) -> Tensor:
