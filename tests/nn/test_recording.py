@@ -64,9 +64,10 @@ def test_counts_are_exact_under_bf16_autocast_through_a_spiking_network():
         SpikingBlock(QuantConv2d(8, 8, 3, padding=1, bits=2), make_neuron("spikingjelly", "if", "hard")),
         SpikingBlock(QuantLinear(8 * 4 * 4, 10, bits=2), make_neuron("spikingjelly", "if", "hard")),
     )
-    seen = {}
+    seen, fired = {}, {}
     for name, block in net.named_children():
         block.layer.register_forward_pre_hook(lambda m, args, name=name: seen.__setitem__(name, args[0].detach()))
+        block.register_forward_hook(lambda m, args, out, name=name: fired.__setitem__(name, out.detach()))
     x = torch.rand(T, 400, 2, 4, 4, generator=torch.Generator().manual_seed(1)) * 3
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), recording(net):
         h = net[0](x)
@@ -82,6 +83,9 @@ def test_counts_are_exact_under_bf16_autocast_through_a_spiking_network():
             assert input_kind_of(layer) == "spikes"
         else:
             assert input_kind_of(layer) == "analog"
+        # the neurons' spike counts are exact too
+        assert block.neuron.spike_count.dtype == torch.float64
+        assert int(block.neuron.spike_count) == int(fired[name].to(torch.int64).sum())
 
 
 def test_analog_counts_accumulate_in_float64():
