@@ -2,6 +2,10 @@
 
 from quest_lightning.nn.encoders import DirectEncoder, Encoder, LatencyEncoder, RateEncoder, make_encoder
 from quest_lightning.nn.inspect import (
+    LayerRecording,
+    input_kind_of,
+    layer_recording,
+    layer_recordings,
     quantized_layers,
     recording,
     require_quantized_layers,
@@ -10,7 +14,7 @@ from quest_lightning.nn.inspect import (
     spiking_neurons,
     synaptic_layers,
 )
-from quest_lightning.nn.layers import QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
+from quest_lightning.nn.layers import InputKind, QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
 from quest_lightning.nn.neurons import (
     QuantIFNode,
     QuantLeaky,
@@ -28,6 +32,7 @@ __all__ = [
     "QuantLinear",
     "QuantLayerMixin",
     "QuantOptions",
+    "InputKind",
     "QuantNeuron",
     "QuantLeaky",
     "QuantIFNode",
@@ -53,4 +58,8 @@ __all__ = [
     "set_recording",
     "reset_recording",
     "recording",
+    "LayerRecording",
+    "layer_recording",
+    "layer_recordings",
+    "input_kind_of",
 ]
