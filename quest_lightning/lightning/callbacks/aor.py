@@ -11,13 +11,13 @@ from lightning.pytorch.callbacks import Callback
 
 from quest_lightning.lightning.callbacks.base import (
     batch_size_of,
+    compute_quietly,
     layer_codes,
     log_scalars,
     log_wandb_table,
     to_float,
 )
-from quest_lightning.metrics.functional import zero_code_count
-from quest_lightning.metrics.meters import ActivationOperationRate, SpikeRate
+from quest_lightning.metrics import ActivationOperationRate, LayerGeometry, SpikeRate, weight_sparsity
 from quest_lightning.nn.inspect import (
     require_quantized_layers,
     reset_recording,
@@ -77,7 +77,7 @@ class AORMeter(Callback):
         self._neurons = spiking_neurons(pl_module)
         for s in self.on:
             self._aor[s] = {
-                name: ActivationOperationRate(layer, layer_codes(layer)[1]).to(pl_module.device)
+                name: ActivationOperationRate(LayerGeometry.of(layer), layer_codes(layer)[1]).to(pl_module.device)
                 for name, layer in self._layers
             }
             self._rates[s] = {name: SpikeRate().to(pl_module.device) for name, _ in self._neurons}
@@ -150,14 +150,11 @@ class AORMeter(Callback):
         for name, layer in self._layers:
             meter = self._aor[stage][name]
             codes = layer.current_codes() if layer.enabled else None
-            sparsity = None
-            if codes is not None:
-                zeros, total = zero_code_count(codes)
-                sparsity = to_float(zeros) / total
-            if meter._update_count == 0:
-                continue
-            result = meter.compute()
+            sparsity = to_float(weight_sparsity(codes)) if codes is not None else None
+            result = compute_quietly(meter)
             meter.reset()
+            if int(result["rows"]) == 0:
+                continue  # nothing recorded for this layer
             layers.append(
                 {
                     "layer": name,
@@ -175,10 +172,10 @@ class AORMeter(Callback):
             )
         for name, _ in self._neurons:
             meter = self._rates[stage][name]
-            if meter._update_count == 0:
-                continue
-            result = meter.compute()
+            result = compute_quietly(meter)
             meter.reset()
+            if int(result["neuron_samples"]) == 0:
+                continue  # nothing recorded for this neuron group
             neurons.append(
                 {"neuron": name, "rate": to_float(result["rate"]), "rate_per_step": to_float(result["rate_per_step"])}
             )
@@ -231,7 +228,6 @@ class AORMeter(Callback):
                 for name, state in groups.get(kind, {}).items():
                     if name in meters and state:
                         meters[name].load_state_dict(state)
-                        meters[name]._update_count = 1
         self._pending = {}
 
 

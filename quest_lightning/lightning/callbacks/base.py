@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -12,6 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.data import extract_batch_size
 from torch import Tensor
+from torchmetrics import Metric
 
 from quest_lightning.nn.layers import QuantLayerMixin
 
@@ -31,6 +33,14 @@ def layer_codes(layer: QuantLayerMixin) -> tuple[Tensor, int]:
     if layer.enabled:
         return layer.codes, layer.qmax
     return torch.sign(layer.weight.detach()).to(torch.int8), 1
+
+
+def compute_quietly(metric: Metric) -> Any:
+    """``metric.compute()`` without torchmetrics' "compute before update" warning: a meter restored from a checkpoint
+    holds its sums but has seen no ``update`` in this process. Emptiness is read from the computed sums."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*was called before the ``update`` method.*")
+        return metric.compute()
 
 
 def to_float(value: Tensor | float) -> float:

@@ -12,7 +12,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from quest_lightning.lightning.callbacks.base import batch_size_of, log_scalars, log_wandb, world_size
+from quest_lightning.lightning.callbacks.base import (
+    batch_size_of,
+    compute_quietly,
+    log_scalars,
+    log_wandb,
+    world_size,
+)
 from quest_lightning.metrics.functional import transition_summary
 from quest_lightning.metrics.meters import TransitionCounter
 from quest_lightning.nn.inspect import require_quantized_layers
@@ -206,7 +212,7 @@ class WeightTransitionMonitor(Callback):
         scalars: dict[str, float] = {}
         for name, counter in counters.items():
             steps = int(counter.steps.item())
-            counts = counter.compute()
+            counts = compute_quietly(counter)
             summary = transition_summary(counts)
             layers[name] = {
                 "qmax": counter.qmax,
@@ -293,7 +299,6 @@ class WeightTransitionMonitor(Callback):
             for name, st in layers.items():
                 counter = TransitionCounter(qmax[name]).to(device)
                 counter.load_state_dict(st)
-                counter._update_count = 1
                 self._counters[key][name] = counter
         self._samples = dict(state.get("samples", {}))
         prev = state.get("previous")
