@@ -345,9 +345,13 @@ class EnergyReport(_Record):
     steps: int | None = None
     count_zero_level_reads: bool | None = None
 
+    @property
+    def normalisation(self) -> dict[str, int]:
+        """The divisor: ``{"samples": n}``, with the ``steps`` of a write."""
+        return {"samples": self.samples} if self.steps is None else {"steps": self.steps, "samples": self.samples}
+
     def _derived(self) -> dict[str, Any]:
-        norm = {"samples": self.samples} if self.steps is None else {"steps": self.steps, "samples": self.samples}
-        return {"unit": UNIT, "normalisation": norm}
+        return {"unit": UNIT, "normalisation": self.normalisation}
 
     @classmethod
     def _upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -586,7 +590,7 @@ class RunSummary(_Record):
         if fmt == SCHEMA_V1:
             try:
                 return _from_v1(data)
-            except SummaryFormatError as err:
+            except (SummaryFormatError, TypeError, KeyError, AttributeError, ValueError) as err:
                 raise SummaryFormatError(f"cannot read this {SCHEMA_V1} file ({err}); {REGENERATE}") from None
         if fmt != SCHEMA:
             raise SummaryFormatError(f"unknown summary format {fmt!r} (this version reads {SCHEMA} and {SCHEMA_V1})")
@@ -615,8 +619,9 @@ def _from_v1(d: dict[str, Any]) -> RunSummary:
     flags = [Flag("summary_v1", f"read from a {SCHEMA_V1} file; {REGENERATE} for per-epoch curves and all devices")]
     for key, w in pricing["write"].items():
         seen = (d.get("transitions") or {}).get(key, {}).get("samples")
-        divisor = w.get("steps", 0) * w.get("batch_size", 0)
-        if seen and divisor and seen != divisor:
+        steps, batch = w.get("steps"), w.get("batch_size")
+        divisor = steps * batch if all(isinstance(v, int) for v in (steps, batch)) else None
+        if isinstance(seen, int) and divisor and seen != divisor:
             flags.append(
                 Flag(
                     "v1_write_divisor",
