@@ -56,6 +56,7 @@ class RunCounts:
         self.curves_driver: Any = None
         self.pricers: list[Any] = []
         self._checked: tuple[int, int, int] | None = None
+        self._rates: tuple[int, tuple[float, ...]] | None = None  # the learning rates an epoch started with
 
     @property
     def trainer(self) -> pl.Trainer | None:
@@ -116,8 +117,18 @@ class RunCounts:
             "learning rate, check the data and the loss, or resume from a checkpoint taken before this step."
         )
 
+    @staticmethod
+    def _learning_rates(trainer: pl.Trainer) -> tuple[float, ...]:
+        return tuple(float(group["lr"]) for opt in trainer.optimizers for group in opt.param_groups)
+
+    def note_learning_rates(self, trainer: pl.Trainer) -> None:
+        """Keep the learning rates the epoch trains with (read at its first batch: an epoch-interval scheduler steps
+        before the epoch-end hooks run)."""
+        if self._rates is None or self._rates[0] != trainer.current_epoch:
+            self._rates = (trainer.current_epoch, self._learning_rates(trainer))
+
     def record_curve(self, trainer: pl.Trainer) -> None:
-        """Keep the epoch's scalars of ``trainer.callback_metrics`` and the learning rates (once per epoch)."""
+        """Keep the epoch's scalars of ``trainer.callback_metrics`` and its learning rates (once per epoch)."""
         epoch = trainer.current_epoch
         if self.curves and self.curves[-1].epoch >= epoch:
             return
@@ -125,7 +136,7 @@ class RunCounts:
         for key, value in trainer.callback_metrics.items():
             if isinstance(value, Tensor) and value.numel() == 1 and math.isfinite(float(value)):
                 metrics[key] = float(value)
-        rates = tuple(float(group["lr"]) for opt in trainer.optimizers for group in opt.param_groups)
+        rates = self._rates[1] if self._rates and self._rates[0] == epoch else self._learning_rates(trainer)
         self.curves.append(EpochCurve(epoch=epoch, step=trainer.global_step, metrics=metrics, learning_rates=rates))
 
     def curves_state(self) -> list[dict[str, Any]]:

@@ -152,6 +152,16 @@ class DeviceEnergyCallback(Callback):
         )
 
     @property
+    def log_prefix(self) -> str:
+        """``energy`` for the first ``DeviceEnergyCallback`` of the Trainer; ``energy@{device}`` for the others
+        (``energy@{device}#{k}`` when two of them price the same device), so that their keys never collide."""
+        pricers = self.counts.pricers if self.counts is not None else [self]
+        if not pricers or pricers[0] is self:
+            return "energy"
+        same = [p for p in pricers if p.device.name == self.device.name]
+        return f"energy@{self.device.name}" + (f"#{same.index(self)}" if len(same) > 1 else "")
+
+    @property
     def summary(self) -> DevicePricing | None:
         """This callback's priced figures (:class:`~quest_lightning.summary.DevicePricing`; ``None`` before
         ``setup`` unless restored)."""
@@ -225,6 +235,8 @@ class DeviceEnergyCallback(Callback):
             a.train_epoch_start(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int):
+        if self.counts.curves_driver is self:
+            self.counts.note_learning_rates(trainer)
         if t := self._driven(self.counts.transitions):
             t.batch_start(trainer, batch_idx)
         if a := self._driven(self.counts.activity):
@@ -292,13 +304,14 @@ class DeviceEnergyCallback(Callback):
                 report=report.to_record(),
             )
             self._pricing = replace(self._pricing, write={**self._pricing.write, key: entry})
-            scalars = {f"energy/write/{key}/{n}": float(r.per_pattern_j[chosen]) for n, r in report.per_layer.items()}
-            scalars[f"energy/write/{key}/total"] = entry.total_j
-            scalars[f"energy/write/{key}/best_pattern"] = float(report.total.best_index)
+            at = f"{self.log_prefix}/write/{key}"
+            scalars = {f"{at}/{n}": float(r.per_pattern_j[chosen]) for n, r in report.per_layer.items()}
+            scalars[f"{at}/total"] = entry.total_j
+            scalars[f"{at}/best_pattern"] = float(report.total.best_index)
             log_scalars(trainer, scalars)
             rows = [[i, p.label, float(report.total.per_pattern_j[i])] for i, p in enumerate(self._energies.patterns)]
             if len(rows) <= 1000:
-                log_wandb_table(trainer, f"energy/write/{key}/patterns", ["index", "pattern", "joule_per_sample"], rows)
+                log_wandb_table(trainer, f"{at}/patterns", ["index", "pattern", "joule_per_sample"], rows)
 
     def _price_reads(self, trainer: pl.Trainer, stage: str) -> None:
         history = self.counts.activity.history.get(stage, [])
@@ -327,8 +340,9 @@ class DeviceEnergyCallback(Callback):
             chosen = self._chosen(report.total)
             label = self._energies.patterns[chosen].label
             entry = replace(entry, pattern_index=chosen, pattern=label, report=report.to_record())
-            scalars = {f"energy/read/{stage}/{n}": float(r.per_pattern_j[chosen]) for n, r in report.per_layer.items()}
-            scalars[f"energy/read/{stage}/total"] = float(report.total.per_pattern_j[chosen])
+            at = f"{self.log_prefix}/read/{stage}"
+            scalars = {f"{at}/{n}": float(r.per_pattern_j[chosen]) for n, r in report.per_layer.items()}
+            scalars[f"{at}/total"] = float(report.total.per_pattern_j[chosen])
         compute = entry.compute
         if compute.silent_network:
             rank_zero_warn(
@@ -339,9 +353,9 @@ class DeviceEnergyCallback(Callback):
         headline = stage == "val" or not self.counts.activity.history.get("val")
         for name, value in (("ann_over_quest", compute.ann_over_quest), ("diet_over_quest", compute.diet_over_quest)):
             if value is not None:
-                scalars[f"energy/{stage}/{name}"] = value
+                scalars[f"{self.log_prefix}/{stage}/{name}"] = value
                 if headline:  # the val figures, or train ones when no val epoch was measured
-                    scalars[f"energy/{name}"] = value
+                    scalars[f"{self.log_prefix}/{name}"] = value
         return entry, scalars
 
     # --- the run record ---------------------------------------------------------------------------------------------
