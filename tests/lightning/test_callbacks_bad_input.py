@@ -27,7 +27,7 @@ from quest_lightning.lightning.callbacks import (
     WeightTransitionMonitor,
 )
 from quest_lightning.metrics import LayerGeometry, spike_rate
-from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLinear, QuantLIFNode
+from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLIFNode, QuantLinear
 
 N, BATCH = 16, 4  # 4 training batches per epoch
 
@@ -35,6 +35,7 @@ N, BATCH = 16, 4  # 4 training batches per epoch
 class Net(nn.Module):
     def __init__(self, bits=(2, 2), leaky=False, enabled=True):
         super().__init__()
+
         def node():
             if leaky:
                 return QuantLIFNode(2.0, v_threshold=0.5, surrogate_function="triangle", step_mode="m")
@@ -187,7 +188,7 @@ CASES: list[tuple[str, Any, type, str, int]] = [
     ("leaky-on-skmtj", lambda: fit(energy(), module=Module(Net(leaky=True))), ValueError,
      r"neuron 'net.sn1' is leaky .* device 'skmtj7' cannot leak .* Use an IF neuron .* or a device with can_leak", 0),
     ("stages-twice", lambda: fit(energy(stages="all"), monitor()), ValueError,
-     r"DeviceEnergyCallback\(stages=\.\.\.\) and a WeightTransitionMonitor both set the transition stages; give them", 0),
+     r"DeviceEnergyCallback\(stages=\.\.\.\) and a WeightTransitionMonitor both set the transition stages", 0),
     ("stages-differ", lambda: fit(energy(stages="all"), DeviceEnergyCallback("rram8", stages="paper")), ValueError,
      r"two DeviceEnergyCallbacks set different transition stages; give the stages to one of them", 0),
     # --- WeightTransitionMonitor arguments (at construction)
