@@ -181,6 +181,12 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
 
 
+def _mean_batch(samples: int, steps: int) -> float | int:
+    """Samples per optimizer step: an int when every step saw as many samples (it is not a divisor)."""
+    mean = samples / steps if steps else 0
+    return int(mean) if mean == int(mean) else mean
+
+
 # --- activity -------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LayerActivity(_Record):
@@ -301,6 +307,11 @@ class LayerTransitions(_Record):
     changed_fraction: float | None = None
     non_adjacent_fraction: float | None = None
 
+    def fractions(self) -> dict[str, float | None]:
+        """The three fractions by name (``None`` where there was nothing to divide by)."""
+        names = ("frozen_fraction", "changed_fraction", "non_adjacent_fraction")
+        return {name: getattr(self, name) for name in names}
+
 
 @dataclass(frozen=True)
 class TransitionStage(_Record):
@@ -312,6 +323,11 @@ class TransitionStage(_Record):
     samples: int
     layers: dict[str, LayerTransitions] = field(default_factory=dict)
     note: str | None = None
+
+    @property
+    def batch_size(self) -> float | int:
+        """The mean samples per observed step (an int when every step saw as many)."""
+        return _mean_batch(self.samples, self.steps)
 
 
 # --- energy ---------------------------------------------------------------------------------------------------------
@@ -379,8 +395,7 @@ class WriteEnergy(_Record):
         return self.report.total.per_pattern_j[self.pattern_index]
 
     def _derived(self) -> dict[str, Any]:
-        mean = self.samples / self.steps if self.steps else 0
-        return {"unit": UNIT, "batch_size": int(mean) if mean == int(mean) else mean}
+        return {"unit": UNIT, "batch_size": _mean_batch(self.samples, self.steps)}
 
     @classmethod
     def _upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -432,8 +447,12 @@ class ComputeComparison(_Record):
     def diet_over_quest(self) -> float | None:
         return _ratio(self.diet_snn.total_j, self.quest.total_j)
 
+    def ratios(self) -> dict[str, float | None]:
+        """``ann_over_quest`` and ``diet_over_quest`` by name (``None`` when QUEST's energy is 0)."""
+        return {"ann_over_quest": self.ann_over_quest, "diet_over_quest": self.diet_over_quest}
+
     def _derived(self) -> dict[str, Any]:
-        return {"unit": UNIT, "ann_over_quest": self.ann_over_quest, "diet_over_quest": self.diet_over_quest}
+        return {"unit": UNIT, **self.ratios()}
 
 
 @dataclass(frozen=True)

@@ -162,18 +162,8 @@ class ComputeEnergyReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe summary."""
-        return {
-            "label": self.label,
-            "cmos": self.cmos.name,
-            "first_layer": self.first_layer,
-            "convention": self.convention,
-            "unit": "J/sample",
-            "per_layer_j": list(self.per_layer_j),
-            "total_j": self.total_j,
-            "ann_j": self.ann_j,
-            "ann_over_this": self.ann_over_this,
-        }
+        """A JSON-safe summary (the record's dict)."""
+        return self.to_record().to_dict()
 
 
 def _floats(name: str, values: Sequence[Any] | torch.Tensor, *, allow_none_first: bool = False) -> list[float | None]:

@@ -2,6 +2,9 @@
 function and its ``_update``/``_compute`` twins, and the layer geometry they count with."""
 
 from quest_lightning.metrics.functional import (
+    AORResult,
+    SpikeRateResult,
+    TransitionFractions,
     activation_operation_rate,
     level_operation_counts,
     spike_rate,
@@ -14,10 +17,13 @@ from quest_lightning.metrics.geometry import LayerGeometry, ann_ops
 from quest_lightning.metrics.meters import ActivationOperationRate, SpikeRate, TransitionCounter, WeightSparsity
 
 __all__ = [
+    "AORResult",
     "ActivationOperationRate",
     "LayerGeometry",
     "SpikeRate",
+    "SpikeRateResult",
     "TransitionCounter",
+    "TransitionFractions",
     "WeightSparsity",
     "activation_operation_rate",
     "ann_ops",

@@ -24,6 +24,8 @@ graded input), whatever the dtype of the tensors given; ``float64`` holds every 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,6 +34,9 @@ from quest_lightning.functional.grid import level_index, levels_of_qmax
 from quest_lightning.metrics.geometry import LayerGeometry
 
 __all__ = [
+    "AORResult",
+    "SpikeRateResult",
+    "TransitionFractions",
     "activation_operation_rate",
     "level_operation_counts",
     "spike_rate",
@@ -40,6 +45,38 @@ __all__ = [
     "weight_input_sums",
     "weight_sparsity",
 ]
+
+
+class SpikeRateResult(NamedTuple):
+    """What :func:`spike_rate` and ``SpikeRate.compute()`` return (float64 rates; NaN only when nothing was recorded,
+    which ``neuron_samples == 0`` says)."""
+
+    rate: Tensor  # spikes per neuron per sample, summed over the T steps
+    rate_per_step: Tensor  # rate / T
+    spikes: Tensor  # the spikes counted
+    neuron_samples: Tensor  # neurons x samples, the divisor of ``rate``
+
+
+class AORResult(NamedTuple):
+    """What :func:`activation_operation_rate` and ``ActivationOperationRate.compute()`` return (ratios NaN only when
+    nothing was recorded, which ``rows == 0`` says)."""
+
+    aor: Tensor  # N_eff / (ops x rows), per time step
+    synaptic_rate: Tensor  # sum_v N(v) / (ops x rows)
+    level_ops: Tensor  # N(v), index v + Q, float64 of exact integers
+    level_ops_per_sample: Tensor  # N(v) / samples
+    ops: Tensor  # ANN MACs per sample and step
+    rows: Tensor  # time steps x samples recorded
+    samples: Tensor  # samples recorded
+    timesteps: Tensor  # rows / samples
+
+
+class TransitionFractions(NamedTuple):
+    """What :func:`transition_summary` returns; ``None`` where there is nothing to divide by."""
+
+    frozen_fraction: float | None  # weight-steps that kept their level
+    changed_fraction: float | None  # 1 - frozen_fraction
+    non_adjacent_fraction: float | None  # changes that skip a level (|i - j| >= 2), among the changes
 
 
 def _positive(name: str, value: int) -> int:
@@ -58,18 +95,13 @@ def _spike_rate_update(spikes: Tensor | float, neurons: int, samples: int, rows:
     return _count(spikes, torch.float64), int(neurons) * int(samples), int(neurons) * int(rows)
 
 
-def _spike_rate_compute(spikes: Tensor, neuron_samples: Tensor, neuron_steps: Tensor) -> dict[str, Tensor]:
+def _spike_rate_compute(spikes: Tensor, neuron_samples: Tensor, neuron_steps: Tensor) -> SpikeRateResult:
     """``rate`` = spikes / (neurons × samples) and ``rate_per_step`` = spikes / (neurons × rows) (NaN when nothing
-    was recorded), with the sums they come from: ``spikes`` and ``neuron_samples``."""
-    return {
-        "rate": spikes / neuron_samples,
-        "rate_per_step": spikes / neuron_steps,
-        "spikes": spikes,
-        "neuron_samples": neuron_samples,
-    }
+    was recorded), with the sums they come from."""
+    return SpikeRateResult(spikes / neuron_samples, spikes / neuron_steps, spikes, neuron_samples)
 
 
-def spike_rate(spikes: Tensor | float, neurons: int, samples: int, rows: int) -> dict[str, Tensor]:
+def spike_rate(spikes: Tensor | float, neurons: int, samples: int, rows: int) -> SpikeRateResult:
     """Spike rate of a group of ``neurons`` neurons that fired ``spikes`` spikes over ``samples`` samples.
 
     .. math::
@@ -87,7 +119,7 @@ def spike_rate(spikes: Tensor | float, neurons: int, samples: int, rows: int) ->
         rows: Time steps × samples.
 
     Returns:
-        ``{"rate": r, "rate_per_step": r_step, "spikes": ..., "neuron_samples": ...}``: float64 rates and their sums.
+        A :class:`SpikeRateResult`: ``rate`` (:math:`r`), ``rate_per_step``, ``spikes`` and ``neuron_samples``.
 
     Raises:
         ValueError: ``neurons``, ``samples`` or ``rows`` is not a positive integer.
@@ -95,7 +127,7 @@ def spike_rate(spikes: Tensor | float, neurons: int, samples: int, rows: int) ->
     Example:
         >>> s = torch.tensor([[[1.0, 0, 1, 1]], [[0.0, 0, 1, 0]]])  # [T=2, B=1, N=4]
         >>> out = spike_rate(s, neurons=4, samples=1, rows=2)
-        >>> float(out["rate"]), float(out["rate_per_step"])
+        >>> float(out.rate), float(out.rate_per_step)
         (1.0, 0.5)
     """
     spikes_, ns, nr = _spike_rate_update(
@@ -187,21 +219,21 @@ def _aor_compute(level_ops: Tensor, rows: Tensor, dense_ops: Tensor, samples: Te
     total = level_ops.sum()
     effective = total - level_ops[qmax]
     dense = dense_ops.to(torch.float64)
-    return {
-        "aor": effective / dense,
-        "synaptic_rate": total / dense,
-        "level_ops": level_ops,
-        "level_ops_per_sample": level_ops / samples,
-        "ops": torch.div(dense_ops, rows, rounding_mode="floor") if int(rows) else rows * 0,
-        "rows": rows,
-        "samples": samples,
-        "timesteps": rows.to(torch.float64) / samples,
-    }
+    return AORResult(
+        aor=effective / dense,
+        synaptic_rate=total / dense,
+        level_ops=level_ops,
+        level_ops_per_sample=level_ops / samples,
+        ops=torch.div(dense_ops, rows, rounding_mode="floor") if int(rows) else rows * 0,
+        rows=rows,
+        samples=samples,
+        timesteps=rows.to(torch.float64) / samples,
+    )
 
 
 def activation_operation_rate(
     geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int, rows: int, samples: int
-) -> dict[str, Tensor]:
+) -> AORResult:
     """Exact per-level operation counts :math:`N(v)` of one layer and its Activation Operation Rate.
 
     .. math::
@@ -220,8 +252,8 @@ def activation_operation_rate(
         samples: Samples recorded.
 
     Returns:
-        ``aor``, ``synaptic_rate``, ``level_ops`` (:math:`N(v)`, index :math:`v + Q`), ``level_ops_per_sample``,
-        ``ops`` (MACs per sample and step), ``rows``, ``samples`` and ``timesteps`` (rows per sample).
+        An :class:`AORResult`: ``aor``, ``synaptic_rate``, ``level_ops`` (:math:`N(v)`, index :math:`v + Q`),
+        ``level_ops_per_sample``, ``ops`` (MACs per sample and step), ``rows``, ``samples`` and ``timesteps``.
 
     Raises:
         ValueError: ``rows`` or ``samples`` is not a positive integer.
@@ -230,7 +262,7 @@ def activation_operation_rate(
         >>> g = LayerGeometry("linear", 3, 2)
         >>> codes = torch.tensor([[1, 0, -1], [0, 0, 1]], dtype=torch.int8)
         >>> out = activation_operation_rate(g, torch.tensor([2.0, 1.0, 0.0]), codes, qmax=1, rows=2, samples=1)
-        >>> out["level_ops"].tolist(), float(out["aor"])  # 2 ops at +1, 4 at 0: AOR = 2 / (6 MACs x 2 rows)
+        >>> out.level_ops.tolist(), float(out.aor)  # 2 ops at +1, 4 at 0: AOR = 2 / (6 MACs x 2 rows)
         ([0.0, 4.0, 2.0], 0.16666666666666666)
     """
     level_ops, rows_, dense = _aor_update(geometry, input_counts, codes, qmax, _positive("rows", rows))
@@ -267,7 +299,7 @@ def _transition_compute(counts: Tensor) -> Tensor:
     return counts
 
 
-def transition_summary(counts: Tensor) -> dict[str, float | None]:
+def transition_summary(counts: Tensor) -> TransitionFractions:
     """Frozen fraction, changed fraction and the share of changes between non-adjacent levels (:math:`|i-j| \\ge 2`).
 
     A fraction with nothing to divide by (no weight-steps, or no change for the non-adjacent share) is ``None``.
@@ -279,8 +311,8 @@ def transition_summary(counts: Tensor) -> dict[str, float | None]:
     distance = (i - j).abs().to(counts.device)
     changed = counts[distance > 0].sum()
     non_adjacent = counts[distance > 1].sum()
-    return {
-        "frozen_fraction": float(counts.diagonal().sum() / total) if total > 0 else None,
-        "changed_fraction": float(changed / total) if total > 0 else None,
-        "non_adjacent_fraction": float(non_adjacent / changed) if changed > 0 else (0.0 if total > 0 else None),
-    }
+    return TransitionFractions(
+        frozen_fraction=float(counts.diagonal().sum() / total) if total > 0 else None,
+        changed_fraction=float(changed / total) if total > 0 else None,
+        non_adjacent_fraction=float(non_adjacent / changed) if changed > 0 else (0.0 if total > 0 else None),
+    )

@@ -14,6 +14,8 @@ from torchmetrics import Metric
 
 from quest_lightning.functional.grid import levels_of_qmax
 from quest_lightning.metrics.functional import (
+    AORResult,
+    SpikeRateResult,
     _aor_compute,
     _aor_update,
     _spike_rate_compute,
@@ -41,16 +43,16 @@ def _check_qmax(qmax: int) -> int:
 class SpikeRate(Metric):
     """Spike rate of a group of neurons (functional twin: :func:`~quest_lightning.metrics.functional.spike_rate`).
 
-    ``compute()`` returns ``{"rate": r, "rate_per_step": r / T, "spikes": ..., "neuron_samples": ...}`` where
-    :math:`r` is the number of spikes per neuron per sample summed over the :math:`T` steps (:math:`r = 1` costs as
-    many operations as the ANN, the DIET-SNN convention).
+    ``compute()`` returns a :class:`~quest_lightning.metrics.functional.SpikeRateResult`: ``rate`` :math:`r`, the
+    number of spikes per neuron per sample summed over the :math:`T` steps (:math:`r = 1` costs as many operations
+    as the ANN, the DIET-SNN convention), ``rate_per_step`` :math:`r / T`, ``spikes`` and ``neuron_samples``.
 
     Example:
         >>> meter = SpikeRate()
         >>> meter.update(torch.tensor(6.0), neurons=4, samples=1, rows=2)  # 6 spikes of 4 neurons over T = 2
         >>> meter.update(torch.tensor(2.0), neurons=4, samples=1, rows=2)
         >>> out = meter.compute()
-        >>> float(out["rate"]), float(out["rate_per_step"])
+        >>> float(out.rate), float(out.rate_per_step)
         (1.0, 0.5)
     """
 
@@ -71,7 +73,7 @@ class SpikeRate(Metric):
         self.neuron_samples += neuron_samples
         self.neuron_steps += neuron_steps
 
-    def compute(self) -> dict[str, Tensor]:
+    def compute(self) -> SpikeRateResult:
         """``rate`` and ``rate_per_step`` (NaN when nothing was recorded: check ``neuron_samples`` first)."""
         return _spike_rate_compute(self.spikes, self.neuron_samples, self.neuron_steps)
 
@@ -112,15 +114,15 @@ class ActivationOperationRate(Metric):
     """Exact per-level synaptic operation counts :math:`N(v)` of one layer and its AOR (functional twin:
     :func:`~quest_lightning.metrics.functional.activation_operation_rate`).
 
-    ``compute()`` returns
+    ``compute()`` returns an :class:`~quest_lightning.metrics.functional.AORResult`:
 
-    * ``"aor"``: :math:`N_{eff} / (\\mathrm{OPS} \\cdot T \\cdot \\text{samples})`, operations where the input spike is
+    * ``aor``: :math:`N_{eff} / (\\mathrm{OPS} \\cdot T \\cdot \\text{samples})`, operations where the input spike is
       1 and the weight code is non-zero, over the ANN-equivalent operations times :math:`T`;
-    * ``"synaptic_rate"``: the same with zero weights included (the DIET-SNN-style operation rate);
-    * ``"level_ops"``: :math:`N(v)` per level (index :math:`v + Q`), summed over everything recorded;
-    * ``"level_ops_per_sample"``: :math:`N(v)` / samples (what the read energy needs);
-    * ``"ops"``: the layer's ANN MACs per sample and step; ``"rows"``: recorded rows (steps × samples);
-      ``"samples"``; ``"timesteps"``: recorded rows per sample.
+    * ``synaptic_rate``: the same with zero weights included (the DIET-SNN-style operation rate);
+    * ``level_ops``: :math:`N(v)` per level (index :math:`v + Q`), summed over everything recorded;
+    * ``level_ops_per_sample``: :math:`N(v)` / samples;
+    * ``ops``: the layer's ANN MACs per sample and step; ``rows``: recorded rows (steps × samples);
+      ``samples``; ``timesteps``: recorded rows per sample.
 
     The ratios are NaN when nothing was recorded (``rows == 0``): check ``rows`` before reporting one.
 
@@ -134,7 +136,7 @@ class ActivationOperationRate(Metric):
         >>> codes = torch.tensor([[1, 0, -1], [0, 0, 1]], dtype=torch.int8)
         >>> meter.update(torch.tensor([2.0, 1.0, 0.0]), codes, rows=2, samples=1)
         >>> out = meter.compute()
-        >>> out["level_ops"].tolist(), float(out["aor"]), int(out["ops"])
+        >>> out.level_ops.tolist(), float(out.aor), int(out.ops)
         ([0.0, 4.0, 2.0], 0.16666666666666666, 6)
     """
 
@@ -165,7 +167,7 @@ class ActivationOperationRate(Metric):
         self.dense_ops += dense_ops
         self.samples += int(samples)
 
-    def compute(self) -> dict[str, Tensor]:
+    def compute(self) -> AORResult:
         """See the class docstring."""
         return _aor_compute(self.level_ops, self.rows, self.dense_ops, self.samples, self.qmax)
 

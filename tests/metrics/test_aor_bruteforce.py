@@ -142,12 +142,12 @@ def test_conv_level_counts_match_brute_force(name, bits):
     meter = ActivationOperationRate(LayerGeometry.of(layer), qmax)
     meter.update(counts, codes, rows, B)
     out = meter.compute()
-    assert out["level_ops"].tolist() == [float(v) for v in levels]
-    assert out["aor"].item() == pytest.approx(effective / (by_hand * T * B), rel=1e-12)
-    assert out["synaptic_rate"].item() == pytest.approx(sum(levels) / (by_hand * T * B), rel=1e-12)
-    assert out["level_ops_per_sample"].tolist() == pytest.approx([v / B for v in levels], rel=1e-12)
-    assert out["timesteps"].item() == pytest.approx(T)
-    assert out["ops"].item() == by_hand
+    assert out.level_ops.tolist() == [float(v) for v in levels]
+    assert out.aor.item() == pytest.approx(effective / (by_hand * T * B), rel=1e-12)
+    assert out.synaptic_rate.item() == pytest.approx(sum(levels) / (by_hand * T * B), rel=1e-12)
+    assert out.level_ops_per_sample.tolist() == pytest.approx([v / B for v in levels], rel=1e-12)
+    assert out.timesteps.item() == pytest.approx(T)
+    assert out.ops.item() == by_hand
 
 
 def test_conv_with_the_layers_own_codes_and_a_direct_coding_input():
@@ -167,8 +167,8 @@ def test_conv_with_the_layers_own_codes_and_a_direct_coding_input():
     meter = ActivationOperationRate(LayerGeometry.of(layer), layer.qmax)
     meter.update(counts, codes, rows, B)
     out = meter.compute()
-    assert out["level_ops"].tolist() == [float(v) for v in levels]
-    assert out["aor"].item() == pytest.approx(effective / (macs * T * B), rel=1e-12)
+    assert out.level_ops.tolist() == [float(v) for v in levels]
+    assert out.aor.item() == pytest.approx(effective / (macs * T * B), rel=1e-12)
 
 
 @pytest.mark.parametrize("bits", [2, 3])
@@ -185,7 +185,7 @@ def test_linear_level_counts_match_brute_force(bits):
     assert level_operation_counts(geometry, counts, codes, layer.qmax).tolist() == [float(v) for v in levels]
     meter = ActivationOperationRate(LayerGeometry.of(layer), layer.qmax)
     meter.update(counts, codes, rows, B)
-    assert meter.compute()["aor"].item() == pytest.approx(effective / (macs * T * B), rel=1e-12)
+    assert meter.compute().aor.item() == pytest.approx(effective / (macs * T * B), rel=1e-12)
 
 
 def test_meter_accumulates_over_batches_and_merges_like_ddp():
@@ -204,9 +204,9 @@ def test_meter_accumulates_over_batches_and_merges_like_ddp():
     meters[0].merge_state(meters[1])  # what the sum reduction across ranks does
     levels, effective, macs, _ = brute_force_conv(layer, torch.cat(xs, 1), codes, layer.qmax)
     for out in (total.compute(), meters[0].compute()):
-        assert out["level_ops"].tolist() == [float(v) for v in levels]
-        assert out["aor"].item() == pytest.approx(effective / (macs * T * 2 * B), rel=1e-12)
-        assert out["samples"].item() == 2 * B
+        assert out.level_ops.tolist() == [float(v) for v in levels]
+        assert out.aor.item() == pytest.approx(effective / (macs * T * 2 * B), rel=1e-12)
+        assert out.samples.item() == 2 * B
 
 
 def test_full_precision_layer_is_not_supported_with_circular_padding():

@@ -64,11 +64,11 @@ def test_spike_rate_by_hand_and_equal_to_its_functional_twin():
     meter.update(spikes[:, :2].sum(), neurons=7, samples=2, rows=6)
     meter.update(spikes[:, 2:].sum(), neurons=7, samples=3, rows=9)
     out = meter.compute()
-    assert float(out["rate"]) == pytest.approx(total / (7 * 5), rel=1e-15)
-    assert float(out["rate_per_step"]) == pytest.approx(total / (7 * 15), rel=1e-15)
-    assert int(out["neuron_samples"]) == 35 and float(out["spikes"]) == total
+    assert float(out.rate) == pytest.approx(total / (7 * 5), rel=1e-15)
+    assert float(out.rate_per_step) == pytest.approx(total / (7 * 15), rel=1e-15)
+    assert int(out.neuron_samples) == 35 and float(out.spikes) == total
     twin = spike_rate(spikes, neurons=7, samples=5, rows=15)
-    assert {k: float(v) for k, v in twin.items()} == {k: float(v) for k, v in out.items()}
+    assert [float(v) for v in twin] == [float(v) for v in out]
     for bad in (dict(neurons=0), dict(samples=-1), dict(rows=2.5)):
         with pytest.raises(ValueError, match=f"{next(iter(bad))}="):
             spike_rate(spikes, **{"neurons": 7, "samples": 5, "rows": 15, **bad})
@@ -103,16 +103,16 @@ def test_activation_operation_rate_twin_equals_the_meter_and_the_meter_checkpoin
     meter.update(counts, codes, rows=8, samples=4)
     out = meter.compute()
     twin = activation_operation_rate(geometry, counts, codes, qmax=1, rows=8, samples=4)
-    assert out.keys() == twin.keys()
-    for key in out:
-        torch.testing.assert_close(out[key], twin[key], rtol=0, atol=0)
-    assert int(out["ops"]) == 9 * 3 * 4 * 3 * 3 and float(out["timesteps"]) == 2.0
+    assert out._fields == twin._fields
+    for a, b in zip(out, twin, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert int(out.ops) == 9 * 3 * 4 * 3 * 3 and float(out.timesteps) == 2.0
 
     fresh = ActivationOperationRate(geometry, qmax=1)
     fresh.load_state_dict(meter.state_dict())  # ops, rows and samples are states: nothing lives outside them
     restored = fresh.compute()
-    for key in out:
-        torch.testing.assert_close(restored[key], out[key], rtol=0, atol=0)
+    for a, b in zip(restored, out, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert set(meter.state_dict()) == {"level_ops", "rows", "dense_ops", "samples"}
 
 
@@ -120,7 +120,7 @@ def test_an_empty_meter_reports_zero_rows_and_recording_nothing_adds_nothing():
     meter = ActivationOperationRate(LayerGeometry("linear", 3, 2), qmax=1)
     meter.update(torch.zeros(0), torch.zeros(2, 3, dtype=torch.int8), rows=0, samples=5)  # the layer never ran
     out = meter.compute()
-    assert int(out["rows"]) == 0 and out["level_ops"].tolist() == [0.0, 0.0, 0.0] and int(out["ops"]) == 0
+    assert int(out.rows) == 0 and out.level_ops.tolist() == [0.0, 0.0, 0.0] and int(out.ops) == 0
     with pytest.raises(ValueError, match="rows=0"):
         activation_operation_rate(LayerGeometry("linear", 3, 2), torch.ones(3), torch.zeros(2, 3), 1, rows=0, samples=1)
 
@@ -133,12 +133,12 @@ def test_transition_counter_does_not_sum_across_ranks_and_summary_says_none_when
     counter.update(prev, prev.flip(0))
     assert counter.compute().tolist() == transition_counts(prev, prev.flip(0), 1).tolist()
     assert counter.counts.dtype == torch.int64
-    assert transition_summary(torch.zeros(3, 3, dtype=torch.int64)) == {
+    assert transition_summary(torch.zeros(3, 3, dtype=torch.int64))._asdict() == {
         "frozen_fraction": None,
         "changed_fraction": None,
         "non_adjacent_fraction": None,
     }
-    assert transition_summary(torch.eye(3, dtype=torch.int64))["non_adjacent_fraction"] == 0.0
+    assert transition_summary(torch.eye(3, dtype=torch.int64)).non_adjacent_fraction == 0.0
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")

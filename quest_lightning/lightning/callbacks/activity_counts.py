@@ -194,7 +194,7 @@ class ActivityCounts(Part):
         for name, layer in self.layers:
             result = compute_quietly(self._aor[stage][name])
             self._aor[stage][name].reset()
-            if int(result["rows"]) == 0:
+            if int(result.rows) == 0:
                 continue  # this layer did not run in the counted batches
             sparsity = to_float(weight_sparsity(layer.current_codes())) if layer.enabled else None
             layers.append(
@@ -203,26 +203,26 @@ class ActivityCounts(Part):
                     quantized=bool(layer.enabled),
                     input_layer=name == self.input_layer,
                     bits=layer.bits if layer.enabled else None,
-                    ops=int(result["ops"]),
-                    rows=int(result["rows"]),
-                    samples=int(result["samples"]),
-                    level_ops=tuple(result["level_ops"].tolist()),
-                    aor=to_float(result["aor"]),
-                    synaptic_rate=to_float(result["synaptic_rate"]),
+                    ops=int(result.ops),
+                    rows=int(result.rows),
+                    samples=int(result.samples),
+                    level_ops=tuple(result.level_ops.tolist()),
+                    aor=to_float(result.aor),
+                    synaptic_rate=to_float(result.synaptic_rate),
                     sparsity=sparsity,
                 )
             )
         for name, _ in self.neurons:
             result = compute_quietly(self._rates[stage][name])
             self._rates[stage][name].reset()
-            if int(result["neuron_samples"]) == 0:
+            if int(result.neuron_samples) == 0:
                 continue
             neurons.append(
                 NeuronActivity(
                     neuron=name,
-                    rate=to_float(result["rate"]),
-                    rate_per_step=to_float(result["rate_per_step"]),
-                    spikes=to_float(result["spikes"]),
+                    rate=to_float(result.rate),
+                    rate_per_step=to_float(result.rate_per_step),
+                    spikes=to_float(result.spikes),
                 )
             )
         empty = None

@@ -351,7 +351,7 @@ class DeviceEnergyCallback(Callback):
             )
             return entry, scalars
         headline = stage == "val" or not self.counts.activity.history.get("val")
-        for name, value in (("ann_over_quest", compute.ann_over_quest), ("diet_over_quest", compute.diet_over_quest)):
+        for name, value in compute.ratios().items():
             if value is not None:
                 scalars[f"{self.log_prefix}/{stage}/{name}"] = value
                 if headline:  # the val figures, or train ones when no val epoch was measured

@@ -207,7 +207,7 @@ class TransitionCounts(Part):
                 counts=tuple(map(tuple, counts.cpu().tolist())),
                 steps=int(counter.steps),
                 trajectory=tuple(map(tuple, traj)),
-                **transition_summary(counts),
+                **transition_summary(counts)._asdict(),
             )
         steps = max(info.steps for info in layers.values())
         result = TransitionStage(stage=key, epoch=epoch, steps=steps, samples=samples, layers=layers, note=note)
@@ -218,8 +218,7 @@ class TransitionCounts(Part):
     def _log(self, trainer: pl.Trainer, result: TransitionStage) -> None:
         scalars = {}
         for name, info in result.layers.items():
-            for stat in ("frozen_fraction", "changed_fraction", "non_adjacent_fraction"):
-                value = getattr(info, stat)
+            for stat, value in info.fractions().items():
                 if value is not None:
                     scalars[f"transitions/{result.stage}/{name}/{stat}"] = value
         log_scalars(trainer, scalars)
