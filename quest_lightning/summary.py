@@ -65,7 +65,7 @@ CONVENTIONS = {
     "write_energy": "sum_{i!=j} C[i,j] E_w^p[i,j] / samples",
     "read_energy": "sum_v N(v) E_r^p[v] / samples",
 }
-REGENERATE = "regenerate it by training again with DeviceEnergyCallback (quest-lightning >= 0.2 writes summary-v2)"
+REGENERATE = f"regenerate it by training again with DeviceEnergyCallback (this version writes {SCHEMA})"
 
 
 class SummaryFormatError(ValueError):

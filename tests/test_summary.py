@@ -51,6 +51,11 @@ def test_a_v1_file_loads_with_its_figures_and_a_flag_on_the_wrong_write_divisor(
     assert set(codes) == {"summary_v1", "v1_write_divisor"}
     message = codes["v1_write_divisor"].message
     assert "28 samples but 30 were seen" in message and "1.0714x" in message and "regenerate" in message
+    assert device.headline() is device.compute["val"] and device.last_read("val") is device.read["val"][-1]
+    assert (
+        device.last_read("val").total_j
+        == device.read["val"][-1].report.total.per_pattern_j[device.read["val"][-1].pattern_index]
+    )
     # the record reads like the v1 dict (for code written against 0.1.0), and survives a v2 round trip
     assert device["write"]["all@epoch0"]["batch_size"] == 7
     assert RunSummary.from_dict(json.loads(json.dumps(s.to_dict()))) == s
