@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import tarfile
 import urllib.error
@@ -13,8 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from quest_lightning.lightning.data import cifar10
-from quest_lightning.lightning.data.cifar10 import (
+from quest_lightning.lightning.data import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -22,11 +22,15 @@ from quest_lightning.lightning.data.cifar10 import (
     CIFAR10NotFoundError,
     DeviceBatchLoader,
     balanced_subset_indices,
+    cifar10,
     crop_flip,
+    find_cifar10,
     gpu_augment,
     load_cifar10,
     normalize_images,
+    search_path,
 )
+from quest_lightning.lightning.data import cache as data_cache
 
 N_TRAIN, N_TEST = 3, 2
 
@@ -63,6 +67,7 @@ def env(tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.delenv("QUEST_CIFAR10", raising=False)
+    monkeypatch.delenv("QUEST_DATA_PATH", raising=False)
     return tmp_path
 
 
@@ -79,7 +84,7 @@ def tarball(folder, env) -> Path:
     return path
 
 
-def _check(data: cifar10.CIFAR10Tensors, n_train: int = N_TRAIN, n_test: int = N_TEST) -> None:
+def _check(data: data_cache.CIFAR10Tensors, n_train: int = N_TRAIN, n_test: int = N_TEST) -> None:
     assert data.train_images.shape == (10 * n_train, 3, 32, 32)
     assert data.test_images.shape == (10 * n_test, 3, 32, 32)
     assert data.train_images.dtype == torch.uint8 and data.test_images.dtype == torch.uint8
@@ -104,8 +109,8 @@ def test_load_from_tarball_extracts_once(tarball, env, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("must not run again")
 
-    monkeypatch.setattr(cifar10.tarfile, "open", boom)
-    monkeypatch.setattr(cifar10, "_decode_split", boom)
+    monkeypatch.setattr(data_cache.tarfile, "open", boom)
+    monkeypatch.setattr(data_cache, "_decode_split", boom)
     second = load_cifar10(tarball, download=False, cache_dir=cache)
     assert torch.equal(first.train_images, second.train_images)
     assert torch.equal(first.test_labels, second.test_labels)
@@ -119,7 +124,7 @@ def test_decoded_cache_is_reused_and_refreshed(folder, env, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(cifar10, "_decode_split", boom)
+    monkeypatch.setattr(data_cache, "_decode_split", boom)
     second = load_cifar10(folder, download=False, cache_dir=cache)
     assert torch.equal(first.train_images, second.train_images)
     assert torch.equal(first.train_labels, second.train_labels)
@@ -141,6 +146,46 @@ def test_env_var_and_well_known_spot(folder, env, monkeypatch):
     (env / "work" / "data").mkdir()
     folder.rename(env / "work" / "data" / "cifar10-jpeg")
     _check(load_cifar10(download=False, cache_dir=env / "cache"))
+
+
+def test_default_search_path_finds_the_shared_tarball(tarball, env):
+    # The main job runs from the repository root with the dataset at ../shared/data/cifar10-jpeg.tar.gz.
+    shared = env / "shared" / "data"
+    shared.mkdir(parents=True)
+    tarball.rename(shared / "cifar10-jpeg.tar.gz")
+    hit, _ = find_cifar10(cache_dir=env / "cache")
+    assert hit == ("tarball", env / "work" / "../shared/data/cifar10-jpeg.tar.gz")
+    _check(load_cifar10(download=False, cache_dir=env / "cache"))
+
+
+def test_quest_data_path_replaces_the_default_search_path(folder, tarball, env, monkeypatch):
+    first, second = env / "first", env / "second"
+    second.mkdir()
+    folder.rename(second / "cifar10-jpeg")
+    (env / "work" / "data").mkdir()
+    tarball.rename(env / "work" / "data" / "cifar10-jpeg.tar.gz")  # on the default path, which must be ignored
+    monkeypatch.setenv("QUEST_DATA_PATH", os.pathsep.join([str(first), "", str(second)]))
+    assert search_path() == [first, second]
+    hit, looked = find_cifar10(cache_dir=env / "cache")
+    assert hit == ("imagefolder", second / "cifar10-jpeg")
+    assert f"$QUEST_DATA_PATH: {first / 'cifar10-jpeg'} (does not exist)" in looked
+    monkeypatch.setenv("QUEST_DATA_PATH", str(first))
+    with pytest.raises(CIFAR10NotFoundError, match="QUEST_DATA_PATH"):
+        load_cifar10(download=False, cache_dir=env / "cache")
+
+
+def test_an_explicit_path_is_never_silently_replaced(folder, env, monkeypatch):
+    # Data on the search path must not stand in for a mistyped data_dir or $QUEST_CIFAR10.
+    (env / "work" / "data").mkdir()
+    folder.rename(env / "work" / "data" / "cifar10-jpeg")
+    typo = env / "cifar10-jepg"
+    with pytest.raises(CIFAR10NotFoundError) as info:
+        load_cifar10(typo, download=False, cache_dir=env / "cache")
+    assert f"data_dir: {typo} (does not exist)" in str(info.value)
+    assert "search path" not in str(info.value).split("Download:")[0]
+    monkeypatch.setenv("QUEST_CIFAR10", str(typo))
+    with pytest.raises(CIFAR10NotFoundError, match=r"\$QUEST_CIFAR10: .*cifar10-jepg \(does not exist\)"):
+        load_cifar10(download=False, cache_dir=env / "cache")
 
 
 def test_wrong_class_folders_are_rejected(folder, env):
