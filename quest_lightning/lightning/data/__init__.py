@@ -11,7 +11,7 @@ from quest_lightning.lightning.data.augment import (
     gpu_augment,
     normalize_images,
 )
-from quest_lightning.lightning.data.cache import CIFAR10_CLASSES, CIFAR10Tensors, load_cifar10
+from quest_lightning.lightning.data.cache import CIFAR10_CLASSES, CIFAR10DataError, CIFAR10Tensors, load_cifar10
 from quest_lightning.lightning.data.cifar10 import CIFAR10DataModule, DeviceBatchLoader, balanced_subset_indices
 from quest_lightning.lightning.data.sources import CIFAR10NotFoundError, find_cifar10, search_path
 
@@ -19,6 +19,7 @@ __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "CIFAR10DataError",
     "CIFAR10DataModule",
     "CIFAR10NotFoundError",
     "CIFAR10Tensors",
