@@ -135,7 +135,7 @@ def _extract_tarball(tar_path: Path, cache_root: Path) -> Path:
     """
     st = tar_path.stat()
     stem = tar_path.name.split(".")[0]
-    dest = cache_root / "extracted" / f"{stem}-{_key(tar_path.resolve(), st.st_size, st.st_mtime_ns)}"
+    dest = cache_root / "extracted" / f"{stem}-{_key(f'{tar_path.resolve()}:{st.st_size}:{st.st_mtime_ns}')}"
     done = dest / ".complete"
     if done.exists():
         return dest
