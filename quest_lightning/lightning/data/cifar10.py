@@ -10,6 +10,7 @@ on the device that holds the batch.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import lightning as L
@@ -50,6 +51,8 @@ class CIFAR10DataModule(L.LightningDataModule):
             it when the trainer runs on CUDA. Otherwise batches are gathered on the CPU and moved by Lightning.
         drop_last: drop the last incomplete training batch.
         pin_memory: pin CPU batches when training on CUDA without ``device_resident``.
+        num_workers: no longer used (batches are gathered from the decoded tensors in the training process); kept so
+            that configs saved by earlier versions still load. A value other than 0 warns that it is ignored.
 
     Raises:
         ValueError: a size is out of range or ``device_resident`` is not ``True``, ``False`` or ``"auto"``.
@@ -73,6 +76,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         device_resident: bool | Literal["auto"] = "auto",
         drop_last: bool = False,
         pin_memory: bool = True,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -84,7 +88,13 @@ class CIFAR10DataModule(L.LightningDataModule):
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
         if device_resident not in (True, False, "auto"):
             raise ValueError(f"device_resident must be True, False or 'auto', got {device_resident!r}")
-        self.save_hyperparameters()
+        if num_workers:
+            warnings.warn(
+                f"CIFAR10DataModule ignores num_workers={num_workers}: batches are gathered from the decoded tensors "
+                "in the training process, so there is no work for DataLoader workers. Remove the setting.",
+                stacklevel=2,
+            )
+        self.save_hyperparameters(ignore=["num_workers"])
         self.source: str | None = None
         self.train_data: tuple[Tensor, Tensor] | None = None
         self.test_data: tuple[Tensor, Tensor] | None = None

@@ -49,6 +49,20 @@ def test_datamodule_subsets_and_batches(folder, env):
     assert len(dm.val_dataloader()) == 2 and len(dm.test_dataloader()) == 2
 
 
+def test_bad_settings_are_refused_and_num_workers_is_only_accepted(folder, env):
+    for bad, match in (
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+        ({"train_subset": 0}, "train_subset must be >= 1 or None, got 0"),
+        ({"device_resident": "gpu"}, "device_resident must be True, False or 'auto', got 'gpu'"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            _dm(folder, env, **bad)
+    _dm(folder, env, num_workers=0)  # what configs saved by earlier versions hold
+    with pytest.warns(UserWarning, match="ignores num_workers=4"):
+        dm = _dm(folder, env, num_workers=4)
+    assert "num_workers" not in dm.hparams
+
+
 class _Probe(L.LightningModule):
     def __init__(self):
         super().__init__()
