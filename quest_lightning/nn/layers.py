@@ -1,13 +1,16 @@
-"""``QuantConv2d`` and ``QuantLinear``: drop-in ``nn.Conv2d`` / ``nn.Linear`` with MINT weight quantization.
+"""``QuantConv1d``, ``QuantConv2d`` and ``QuantLinear``: drop-in ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Linear`` with MINT
+weight quantization.
 
 Each layer owns one learnable scale :math:`\\alpha` and keeps the integer codes of its last forward pass in
 ``codes`` (an ``int8`` tensor refreshed on every forward; not checkpointed, since it is derived from the weights).
 With ``enabled=False`` it is an ordinary full-precision layer (still recordable, so that the
 first, analog-input layer and the readout are counted in the energy accounting).
 
-Both accept single-step input (``[B, ...]``) and multi-step input with a leading time axis (``[T, B, ...]``), which is
+All accept single-step input (``[B, ...]``) and multi-step input with a leading time axis (``[T, B, ...]``), which is
 folded into the batch for the convolution or matrix product. An input repeated over time as a stride-0 view (direct
-coding) is computed once and the output expanded.
+coding) is computed once and the output expanded. Each declares which one it takes in ``step_mode`` (``"s"`` or
+``"m"``), the attribute SpikingJelly's layer wrappers carry and its op counters read: given to the constructor it is
+fixed and the input is checked against it; left ``None`` it follows the layout of each input.
 
 Both share one code path (:class:`QuantLayerMixin`): the quantization options (:class:`QuantOptions`), the forward
 pass and the recording; each class only says how its weight meets the input.
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 import torch
 import torch.nn.functional as F
+from spikingjelly.activation_based.base import StepModule
 from torch import Tensor, nn
 
 from quest_lightning.functional.grid import check_bits, num_levels, qmax
@@ -60,8 +64,10 @@ def _is_repeated_over_time(x: Tensor, feature_dims: int) -> bool:
     return x.dim() == feature_dims + 2 and x.shape[0] > 1 and x.stride(0) == 0
 
 
-class QuantLayerMixin:
+class QuantLayerMixin(StepModule):
     """State and behaviour shared by the quantized layers (``weight`` comes from the ``nn`` base class).
+
+    A SpikingJelly ``StepModule``, so ``functional.set_step_mode(net, mode)`` reaches it.
 
     A subclass sets :attr:`feature_dims` (the number of trailing feature dimensions of one sample) and implements
     :meth:`_check_input` and :meth:`_apply_weight`; the forward pass, the recording and the ``repr`` are here.
@@ -69,6 +75,37 @@ class QuantLayerMixin:
 
     weight: nn.Parameter
     feature_dims: ClassVar[int]
+    _step_mode: str | None = None  # declared step mode; None: follow each input
+    _input_step_mode: str = "s"  # the layout of the last input
+
+    @property
+    def step_mode(self) -> str:
+        """``"s"`` (input ``[B, ...]``) or ``"m"`` (input ``[T, B, ...]``), as SpikingJelly's ``layer.*`` declare it:
+        the declared mode, or, when none was declared, the layout of the last input."""
+        return self._step_mode or self._input_step_mode
+
+    @step_mode.setter
+    def step_mode(self, value: str | None) -> None:
+        if value not in ("s", "m", None):
+            raise ValueError(
+                f"step_mode={value!r} is unknown: use 's' (input [B, ...]), 'm' (input [T, B, ...]) or None "
+                "(follow each input)."
+            )
+        self._step_mode = value
+
+    def _check_step_mode(self, x: Tensor) -> None:
+        """Check ``x`` against the declared step mode, or note its layout when none is declared."""
+        multi = x.dim() >= self.feature_dims + 2
+        if self._step_mode is None:
+            mode = "m" if multi else "s"
+            if mode != self._input_step_mode:
+                self._input_step_mode = mode
+        elif (self._step_mode == "m") != multi and self.feature_dims > 1:
+            want = "[T, B, ...]" if self._step_mode == "m" else "[B, ...]"
+            raise ValueError(
+                f"{type(self).__name__} has step_mode={self._step_mode!r} and expects {want} input, got shape "
+                f"{tuple(x.shape)}; set step_mode (or functional.set_step_mode) to match the input."
+            )
 
     def _init_quant(
         self,
@@ -167,6 +204,7 @@ class QuantLayerMixin:
         An input repeated over time as a stride-0 view is computed once and the output expanded.
         """
         self._check_input(x)
+        self._check_step_mode(x)
         w = self.quantized_weight()
         if self.record:
             self._record(x)
@@ -187,7 +225,58 @@ class QuantLayerMixin:
         self.recorded_rows.zero_()
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", bits={self.bits}, transform={self.transform!r}, enabled={self.enabled}"
+        step = "" if self._step_mode is None else f", step_mode={self._step_mode!r}"
+        return super().extra_repr() + f", bits={self.bits}, transform={self.transform!r}, enabled={self.enabled}" + step
+
+
+class QuantConv1d(QuantLayerMixin, nn.Conv1d):
+    """A ``nn.Conv1d`` whose weights live on a ``bits``-bit MINT grid.
+
+    Input ``[B, C, L]`` or ``[T, B, C, L]`` (time folded into the batch); output likewise.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype:
+            as ``nn.Conv1d`` (``bias`` defaults to ``False``: a bias is not stored on the device).
+        step_mode: ``"s"``, ``"m"`` or ``None`` (follow each input); see :attr:`QuantLayerMixin.step_mode`.
+        **quant: ``bits``, ``transform``, ``enabled``, ``use_alpha_grad_scale`` (see :class:`QuantOptions`).
+
+    Raises:
+        ValueError: bad ``bits``, ``transform`` or ``step_mode``; in the forward pass, an input that is not 3-D or
+            4-D.
+    """
+
+    feature_dims = 2
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int],
+        stride: int | tuple[int] = 1,
+        padding: int | tuple[int] | str = 0,
+        dilation: int | tuple[int] = 1,
+        groups: int = 1,
+        bias: bool = False,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+        step_mode: str | None = None,
+        **quant: Unpack[QuantOptions],
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
+        )
+        self._init_quant(**quant)
+        self.step_mode = step_mode
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() not in (3, 4):
+            raise ValueError(f"QuantConv1d expects [B, C, L] or [T, B, C, L] input, got shape {tuple(x.shape)}.")
+
+    def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
+        if x.dim() == 3:
+            return self._conv_forward(x, w, self.bias)
+        return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
 
 
 class QuantConv2d(QuantLayerMixin, nn.Conv2d):
@@ -198,10 +287,12 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype:
             as ``nn.Conv2d`` (``bias`` defaults to ``False``: a bias is not stored on the device).
+        step_mode: ``"s"``, ``"m"`` or ``None`` (follow each input); see :attr:`QuantLayerMixin.step_mode`.
         **quant: ``bits``, ``transform``, ``enabled``, ``use_alpha_grad_scale`` (see :class:`QuantOptions`).
 
     Raises:
-        ValueError: bad ``bits`` or ``transform``; in the forward pass, an input that is not 4-D or 5-D.
+        ValueError: bad ``bits``, ``transform`` or ``step_mode``; in the forward pass, an input that is not 4-D or
+            5-D.
     """
 
     feature_dims = 3
@@ -219,12 +310,14 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
         padding_mode: str = "zeros",
         device=None,
         dtype=None,
+        step_mode: str | None = None,
         **quant: Unpack[QuantOptions],
     ) -> None:
         super().__init__(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
         )
         self._init_quant(**quant)
+        self.step_mode = step_mode
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() not in (4, 5):
@@ -241,6 +334,8 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
 
     Args:
         in_features, out_features, bias, device, dtype: as ``nn.Linear`` (``bias`` defaults to ``False``).
+        step_mode: ``"s"``, ``"m"`` or ``None`` (follow each input); a linear layer takes any leading dimensions in
+            either mode, so this is a declaration only.
         **quant: ``bits``, ``transform``, ``enabled``, ``use_alpha_grad_scale`` (see :class:`QuantOptions`).
 
     Raises:
@@ -257,10 +352,12 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
         bias: bool = False,
         device=None,
         dtype=None,
+        step_mode: str | None = None,
         **quant: Unpack[QuantOptions],
     ) -> None:
         super().__init__(in_features, out_features, bias, device, dtype)
         self._init_quant(**quant)
+        self.step_mode = step_mode
 
     def _check_input(self, x: Tensor) -> None:
         if x.shape[-1] != self.in_features:
@@ -270,4 +367,4 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
         return F.linear(x, w, self.bias)
 
 
-QuantLayer = QuantConv2d | QuantLinear
+QuantLayer = QuantConv1d | QuantConv2d | QuantLinear
