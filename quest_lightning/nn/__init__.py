@@ -1,5 +1,8 @@
-"""Modules: quantized layers, neuron adapters, encoders, the spiking VGG builder and introspection."""
+"""Modules: quantized layers, neuron adapters, encoders, the spiking VGG builder, introspection, and ``quantize`` to
+convert an existing snnTorch or SpikingJelly network."""
 
+from quest_lightning.nn.conversion import ConversionReport, ConversionRow
+from quest_lightning.nn.convert import quantize
 from quest_lightning.nn.encoders import DirectEncoder, Encoder, LatencyEncoder, RateEncoder, make_encoder
 from quest_lightning.nn.inspect import (
     quantized_layers,
@@ -25,6 +28,9 @@ from quest_lightning.nn.neurons import (
 from quest_lightning.nn.vgg import VGG_CONFIGS, SpikingBlock, SpikingVGG, TimeSharedDropout, spiking_vgg
 
 __all__ = [
+    "quantize",
+    "ConversionReport",
+    "ConversionRow",
     "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
