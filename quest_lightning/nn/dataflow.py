@@ -110,8 +110,8 @@ def trace_dataflow(model: nn.Module, example_input: Any, roles: Mapping[str, Rol
         example_input: a tensor (``model(x)``), a tuple or list (``model(*x)``) or a dict (``model(**x)``).
         roles: module path → ``"layer"``, ``"neuron"`` or ``"norm"``.
 
-    Raises:
-        Whatever the model raises on ``example_input``, with a note that the example input was being traced.
+    Any exception the model raises on ``example_input`` propagates, with a note that the example input was being
+    traced.
     """
     modules = dict(model.named_modules())
     flow = Dataflow()
