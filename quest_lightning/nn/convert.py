@@ -17,11 +17,13 @@ as it was. The result is described by a :class:`~quest_lightning.nn.conversion.C
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+import snntorch as snn
+from spikingjelly.activation_based.functional import invalidate_reset_cache
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -299,6 +301,7 @@ def quantize(
             except ValueError as err:
                 problems.append(f"{path} ({type(neuron).__name__}): {err}")
     if problems:
+        _unregister(replacements.values())
         raise ValueError("quantize cannot convert the model:\n  " + "\n  ".join(problems) + "\nNothing was changed.")
     replacements.update({norm: nn.Identity() for norm in plan.folded})
     undo = _swap(model, {modules[p]: new for p, new in replacements.items()})
@@ -311,8 +314,10 @@ def quantize(
     except Exception:
         for parent, name, old in reversed(undo):
             setattr(parent, name, old)
+        _unregister(replacements.values())
         raise
-    _forget_replaced(model, [modules[p] for p in replacements])
+    _unregister(modules[p] for p in replacements)
+    _invalidate_reset_caches(model)
     report = ConversionReport.from_plan(model, modules, plan, replacements)
     if verbose:
         print(report)
@@ -340,12 +345,14 @@ def _check_device(model: nn.Module, device: DeviceCapability | str) -> None:
     check_model(model, resolve_device(device) if isinstance(device, str) else device)
 
 
-def _forget_replaced(model: nn.Module, originals: list[nn.Module]) -> None:
-    """Drop the replaced neurons from snnTorch's instance registry and SpikingJelly's reset caches."""
-    import snntorch as snn
-    from spikingjelly.activation_based.functional import invalidate_reset_cache
-
-    gone = {id(m) for m in originals}
+def _unregister(neurons: Iterable[nn.Module]) -> None:
+    """Drop neurons from snnTorch's instance registry (the replaced originals, or the adapters of a failed call),
+    so that ``snntorch.utils.reset`` no longer walks them."""
+    gone = {id(m) for m in neurons}
     snn.SpikingNeuron.instances[:] = [n for n in snn.SpikingNeuron.instances if id(n) not in gone]
+
+
+def _invalidate_reset_caches(model: nn.Module) -> None:
+    """SpikingJelly's ``reset_net`` caches the modules to reset per network: forget them for every sub-network."""
     for module in model.modules():
         invalidate_reset_cache(module)

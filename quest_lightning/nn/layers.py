@@ -22,6 +22,7 @@ is all the AOR meter needs. When recording is off, nothing is stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 import torch
@@ -229,7 +230,26 @@ class QuantLayerMixin(StepModule):
         return super().extra_repr() + f", bits={self.bits}, transform={self.transform!r}, enabled={self.enabled}" + step
 
 
-class QuantConv1d(QuantLayerMixin, nn.Conv1d):
+class _QuantConvMixin(QuantLayerMixin):
+    """The convolutions' input check and time folding; ``sample_layout`` names one sample's dimensions."""
+
+    sample_layout: ClassVar[str]
+    _conv_forward: Callable[[Tensor, Tensor, Tensor | None], Tensor]
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() not in (self.feature_dims + 1, self.feature_dims + 2):
+            raise ValueError(
+                f"{type(self).__name__} expects [B, {self.sample_layout}] or [T, B, {self.sample_layout}] input, got "
+                f"shape {tuple(x.shape)}."
+            )
+
+    def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
+        if x.dim() == self.feature_dims + 1:
+            return self._conv_forward(x, w, self.bias)
+        return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
+
+
+class QuantConv1d(_QuantConvMixin, nn.Conv1d):
     """A ``nn.Conv1d`` whose weights live on a ``bits``-bit MINT grid.
 
     Input ``[B, C, L]`` or ``[T, B, C, L]`` (time folded into the batch); output likewise.
@@ -246,6 +266,7 @@ class QuantConv1d(QuantLayerMixin, nn.Conv1d):
     """
 
     feature_dims = 2
+    sample_layout = "C, L"
 
     def __init__(
         self,
@@ -269,17 +290,8 @@ class QuantConv1d(QuantLayerMixin, nn.Conv1d):
         self._init_quant(**quant)
         self.step_mode = step_mode
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() not in (3, 4):
-            raise ValueError(f"QuantConv1d expects [B, C, L] or [T, B, C, L] input, got shape {tuple(x.shape)}.")
 
-    def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
-        if x.dim() == 3:
-            return self._conv_forward(x, w, self.bias)
-        return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
-
-
-class QuantConv2d(QuantLayerMixin, nn.Conv2d):
+class QuantConv2d(_QuantConvMixin, nn.Conv2d):
     """A ``nn.Conv2d`` whose weights live on a ``bits``-bit MINT grid.
 
     Input ``[B, C, H, W]`` or ``[T, B, C, H, W]`` (time folded into the batch); output likewise.
@@ -296,6 +308,7 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
     """
 
     feature_dims = 3
+    sample_layout = "C, H, W"
 
     def __init__(
         self,
@@ -318,15 +331,6 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
         )
         self._init_quant(**quant)
         self.step_mode = step_mode
-
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() not in (4, 5):
-            raise ValueError(f"QuantConv2d expects [B, C, H, W] or [T, B, C, H, W] input, got shape {tuple(x.shape)}.")
-
-    def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
-        if x.dim() == 4:
-            return self._conv_forward(x, w, self.bias)
-        return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
 
 
 class QuantLinear(QuantLayerMixin, nn.Linear):

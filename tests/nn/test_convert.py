@@ -339,11 +339,12 @@ def test_reset_helpers_reach_the_new_neurons():
 
 
 def _refused(model, match, *args, **kwargs):
-    before = _structure(model)
+    before, registered = _structure(model), list(snn.SpikingNeuron.instances)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match=match):
         quantize(model, *args, verbose=False, **kwargs)
     assert _structure(model) == before
+    assert snn.SpikingNeuron.instances == registered  # no half-made adapter is left for snntorch.utils.reset
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
 

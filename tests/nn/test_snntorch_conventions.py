@@ -181,3 +181,12 @@ def test_the_membrane_round_trips_through_the_caller():
     for t in range(6, T):
         spk, mem = fresh(X[t], mem)
         assert torch.equal(spk, s_all[t]) and torch.equal(mem, m_all[t])
+
+
+def test_a_failed_construction_leaves_snntorch_registry_clean():
+    """Only a fully built QuantLeaky joins the registry that snntorch.utils.reset walks."""
+    count = len(snn.SpikingNeuron.instances)
+    with pytest.raises(ValueError, match=r"beta=1\.5 must lie in \(0, 1\]"):
+        QuantLeaky(beta=1.5)
+    assert len(snn.SpikingNeuron.instances) == count
+    utils.reset(nn.Sequential(QuantLeaky(init_hidden=True)))

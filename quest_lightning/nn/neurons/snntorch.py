@@ -84,7 +84,6 @@ class QuantLeaky(QuantNeuron, snn.Leaky):
         mem_bits: int | None = None,
     ) -> None:
         nn.Module.__init__(self)  # snn.Leaky's own constructor would register its buffers over ours
-        snn.SpikingNeuron.instances.append(self)  # the registry snntorch.utils.reset(net) resets
         if reset_mechanism not in _RESETS:
             raise ValueError(f"reset_mechanism={reset_mechanism!r} is unknown: use 'subtract', 'zero' or 'none'.")
         beta_value, theta_value = _as_value("beta", beta), _as_value("threshold", threshold)
@@ -112,6 +111,7 @@ class QuantLeaky(QuantNeuron, snn.Leaky):
                 else:
                     self._buffers[name] = tensor
         self.register_buffer("mem", torch.zeros(0), persistent=False)
+        snn.SpikingNeuron.instances.append(self)  # the registry snntorch.utils.reset(net) resets; last, once built
 
     @classmethod
     def from_snntorch(cls, leaky: snn.Leaky, **kwargs) -> QuantLeaky:

@@ -90,15 +90,21 @@ class _QuantSJNode(QuantNeuron, MemoryModule):
     def _charge_input(self, x: Tensor) -> Tensor:
         return x
 
+    _library = (sj_functional.if_step, sj_functional.if_multi_step)
+
+    def _library_args(self) -> tuple:
+        """The arguments SpikingJelly's transition takes between the state and the threshold (none for IF)."""
+        return ()
+
     def _library_step(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """SpikingJelly's single step ``(spike, v_next)`` (full precision)."""
-        return sj_functional.if_step(x, v, self.threshold, self.v_reset, self.spike_fn, self.detach_reset)
+        step = self._library[0]
+        return step(x, v, *self._library_args(), self.threshold, self.v_reset, self.spike_fn, self.detach_reset)
 
     def _library_multi_step(self, x_seq: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """SpikingJelly's multi-step ``(spikes, v_last, v_seq or None)`` (full precision)."""
-        return sj_functional.if_multi_step(
-            x_seq, v, self.threshold, self.v_reset, self.spike_fn, self.detach_reset, self.store_v_seq
-        )
+        scan, args = self._library[1], self._library_args()
+        return scan(x_seq, v, *args, self.threshold, self.v_reset, self.spike_fn, self.detach_reset, self.store_v_seq)
 
     def _state(self, like: Tensor) -> Tensor | None:
         v = self.v
@@ -198,23 +204,10 @@ class QuantLIFNode(_QuantSJNode):
     def _charge_input(self, x: Tensor) -> Tensor:
         return x / self.tau if self.decay_input else x
 
-    def _library_step(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        return sj_functional.lif_step(
-            x, v, self.tau, self.decay_input, self.threshold, self.v_reset, self.spike_fn, self.detach_reset
-        )
+    _library = (sj_functional.lif_step, sj_functional.lif_multi_step)
 
-    def _library_multi_step(self, x_seq: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        return sj_functional.lif_multi_step(
-            x_seq,
-            v,
-            self.tau,
-            self.decay_input,
-            self.threshold,
-            self.v_reset,
-            self.spike_fn,
-            self.detach_reset,
-            self.store_v_seq,
-        )
+    def _library_args(self) -> tuple:
+        return self.tau, self.decay_input
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, decay_input={self.decay_input}, " + super().extra_repr()
@@ -266,23 +259,10 @@ class QuantParametricLIFNode(_QuantSJNode):
     def _charge_input(self, x: Tensor) -> Tensor:
         return x * self.w.sigmoid() if self.decay_input else x
 
-    def _library_step(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        return sj_functional.plif_step(
-            x, v, self.w, self.decay_input, self.threshold, self.v_reset, self.spike_fn, self.detach_reset
-        )
+    _library = (sj_functional.plif_step, sj_functional.plif_multi_step)
 
-    def _library_multi_step(self, x_seq: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        return sj_functional.plif_multi_step(
-            x_seq,
-            v,
-            self.w,
-            self.decay_input,
-            self.threshold,
-            self.v_reset,
-            self.spike_fn,
-            self.detach_reset,
-            self.store_v_seq,
-        )
+    def _library_args(self) -> tuple:
+        return self.w, self.decay_input
 
     def extra_repr(self) -> str:
         return f"tau={self.tau:.4g} (learnable), decay_input={self.decay_input}, " + super().extra_repr()
