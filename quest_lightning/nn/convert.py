@@ -56,6 +56,7 @@ class _Plan:
     neurons: dict[str, nn.Module] = field(default_factory=dict)  # neuron path -> replacement (or the kept neuron)
     sources: dict[str, str | None] = field(default_factory=dict)  # neuron path -> layer path whose scale it shares
     folded: dict[str, str] = field(default_factory=dict)  # BatchNorm path -> layer path it is folded into
+    excluded: set[str] = field(default_factory=set)  # paths left as they are (include/exclude)
     notes: dict[str, list[str]] = field(default_factory=dict)
 
     def note(self, path: str, text: str) -> None:
@@ -116,6 +117,7 @@ def _classify(model: nn.Module, include, exclude) -> tuple[_Plan, dict[str, nn.M
         if role == "neuron" and not supported and wanted:
             unsupported.append(f"{path or 'model'} ({type(module).__module__}.{type(module).__qualname__})")
         if not wanted:
+            plan.excluded.add(path)
             plan.note(path, "excluded: left as it is")
         elif role == "layer" and supported:
             plan.layers[path] = module
@@ -154,7 +156,7 @@ def _plan_sources(plan: _Plan, flow: Dataflow, modules, share: Mapping[str, str]
             problems.append(f"{path or 'model'} ({type(neuron).__name__}): {reason}")
         elif layer not in plan.layers:
             kind = type(modules[layer]).__name__
-            if plan.notes.get(layer):  # excluded: the membrane stays full precision
+            if layer in plan.excluded:  # the membrane stays full precision
                 plan.sources[path] = None
                 plan.note(path, f"fed by excluded {layer} ({kind}): full-precision membrane")
             else:
@@ -185,18 +187,23 @@ def _plan_norm(plan: _Plan, flow: Dataflow, modules, norm: str, layer: str, neur
 def _enabled_layers(
     plan: _Plan, flow: Dataflow, quantize_first: bool, quantize_readout: bool, enabled: bool
 ) -> dict[str, bool]:
+    """Whether each layer to convert is quantized: the first and the last to run stay full precision unless asked."""
+    converted = {p: m for p, m in plan.layers.items() if not isinstance(m, QuantLayerMixin)}
     ran = [p for p in flow.layer_order if p in plan.layers]
-    if not enabled:
-        return dict.fromkeys(plan.layers, False)
-    layer_on = dict.fromkeys(plan.layers, True)
+    layer_on = dict.fromkeys(converted, enabled)
+    ends = []
     if ran and not quantize_first:
-        layer_on[ran[0]] = False
-        plan.note(ran[0], "first layer: full precision (quantize_first=False)")
+        ends.append((ran[0], "first layer: full precision (quantize_first=False)"))
     if ran and not quantize_readout:
-        layer_on[ran[-1]] = False
-        plan.note(ran[-1], "readout: full precision (quantize_readout=False)")
-    for path in plan.layers:
-        if path not in flow.ran:
+        ends.append((ran[-1], "readout: full precision (quantize_readout=False)"))
+    for path, note in ends:
+        if path in converted and enabled:
+            layer_on[path] = False
+            plan.note(path, note)
+    for path, layer in plan.layers.items():
+        if path not in converted:
+            plan.note(path, f"already quantized ({'enabled' if layer.enabled else 'full precision'}): kept")
+        elif path not in flow.ran:
             plan.note(path, "did not run on the example input")
     return layer_on
 

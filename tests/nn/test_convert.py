@@ -434,3 +434,16 @@ def test_bad_options():
     _refused(net, r"bits=9 is not supported", bits=9)
     _refused(net, r"mem_bits=0 is not supported", mem_bits=0)
     _refused(net, r"share must map neuron paths to layer paths", share={"1": 0})
+
+
+def test_a_network_of_our_own_modules_is_kept_as_it_is():
+    """Converting twice, or converting a SpikingVGG, changes nothing: quantized layers and wired neurons are kept."""
+    from quest_lightning.nn import SpikingVGG
+
+    model = SpikingVGG([4, "P"], [8], in_channels=1, image_size=8, num_classes=3)
+    before = _structure(model)
+    _, report = quantize(model, torch.rand(2, 1, 1, 8, 8), return_report=True, verbose=False)
+    assert _structure(model) == before
+    assert report.row("features.0.layer").note == "already quantized (full precision): kept"
+    assert report.row("classifier.0.layer").note == "already quantized (enabled): kept"
+    assert report.row("classifier.0.neuron").shares_scale_with == "classifier.0.layer"
