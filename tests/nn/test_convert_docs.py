@@ -17,7 +17,7 @@ def test_the_page_runs():
     for block in blocks[1:]:  # the first is the one-line summary
         exec(compile(block, str(PAGE), "exec"), namespace)
     model, net, seq = namespace["model"], namespace["net"], namespace["seq"]
-    assert isinstance(model.net[1], QuantIFNode) and not isinstance(model.net[1], sj_neuron.IFNode)
+    assert type(model.net[1]) is QuantIFNode and isinstance(model.net[1], sj_neuron.IFNode)
     assert isinstance(model.net[4], QuantLinear) and model.net[4].enabled and model.net[1].scale_source is model.net[0]
     assert isinstance(net.lif2, QuantLeaky) and net.lif2.scale_source is net.conv2
     assert namespace["spk_rec"].shape == (4, 16, 10) and namespace["mem"].shape == (16, 10)

@@ -101,3 +101,33 @@ def test_spikingjelly_energy_profiler_runs_on_spiking_vgg():
     for figure in ("mac", "synop", "weight_read_bytes", "bias_read_bytes"):
         assert ours.counts[figure] == theirs.counts[figure], figure
     assert ours.counts["synop"] > 0 and ours.energy_mac_pj == theirs.energy_mac_pj
+
+
+def test_a_converted_network_has_the_energy_figures_of_the_original():
+    """Converted with quantization off, a SpikingJelly network gives SpikingJelly's profiler every figure of the
+    original: the layers declare their step mode and the nodes are SpikingJelly neurons (BaseNode)."""
+    import copy
+
+    from quest_lightning.nn import QuantIFNode, quantize
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        sj_layer.Conv2d(1, 4, 3, padding=1, step_mode="m"),
+        sj_neuron.IFNode(v_threshold=0.5, step_mode="m"),
+        sj_layer.MaxPool2d(2, step_mode="m"),
+        sj_layer.Conv2d(4, 4, 3, padding=1, step_mode="m"),
+        sj_neuron.LIFNode(v_threshold=0.3, step_mode="m"),
+        sj_layer.Flatten(step_mode="m"),
+        sj_layer.Linear(64, 3, step_mode="m"),
+    ).eval()
+    original = copy.deepcopy(net)
+    x = torch.rand(3, 2, 1, 8, 8) * 2
+    quantize(net, x, enabled=False, verbose=False)
+    assert isinstance(net[1], QuantIFNode) and isinstance(net[1], sj_neuron.IFNode)
+    reports = []
+    for model in (original, net):
+        sj_functional.reset_net(model)
+        reports.append(estimate_simple_energy(model, x))
+    assert reports[0].counts["synop"] > 0 and reports[0].counts["neuron_state_read_bytes"] > 0
+    assert reports[1].counts == reports[0].counts
+    assert reports[1].energy_total_pj == reports[0].energy_total_pj

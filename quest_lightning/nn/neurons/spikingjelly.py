@@ -1,8 +1,10 @@
 """``QuantIFNode`` / ``QuantLIFNode`` / ``QuantParametricLIFNode``: SpikingJelly-style neurons over the shared step.
 
 They take SpikingJelly's configuration (``v_threshold``, ``v_reset`` with ``None`` for a soft reset,
-``surrogate_function``, ``detach_reset``, ``step_mode``, ``store_v_seq``) and are SpikingJelly ``MemoryModule`` s, so
-``functional.reset_net`` resets them and ``functional.set_step_mode`` switches them, in both step modes.
+``surrogate_function``, ``detach_reset``, ``step_mode``, ``store_v_seq``) and are instances of the SpikingJelly class
+they stand for (``QuantIFNode`` is an ``IFNode``, a ``BaseNode`` and a ``MemoryModule``), so ``functional.reset_net``
+resets them, ``functional.set_step_mode`` switches them in both step modes, and SpikingJelly's monitors and op
+counters treat them as neurons.
 
 With membrane quantization off, a step is SpikingJelly's own state transition
 (``spikingjelly.activation_based.functional.if_step``/``lif_step``/``plif_step`` and their multi-step forms), so
@@ -21,6 +23,7 @@ import math
 
 import torch
 from spikingjelly.activation_based import functional as sj_functional
+from spikingjelly.activation_based import neuron as sj_neuron
 from spikingjelly.activation_based.base import MemoryModule
 from torch import Tensor, nn
 
@@ -41,8 +44,10 @@ def _reset_from_v_reset(v_reset: float | None) -> str:
     return "hard"
 
 
-class _QuantSJNode(QuantNeuron, MemoryModule):
-    """The SpikingJelly-style shell shared by the nodes (an IF node until a subclass sets a decay).
+class _QuantSJNode(QuantNeuron, sj_neuron.BaseNode):
+    """The SpikingJelly-style shell shared by the nodes (an IF node until a subclass sets a decay). It is a
+    ``BaseNode`` for SpikingJelly's tools, but ``BaseNode.__init__`` is not run: the configuration lives in
+    ``params``.
 
     A subclass gives SpikingJelly's transition for full precision (:meth:`_library_step`,
     :meth:`_library_multi_step`) and the input the shared step charges with (:meth:`_charge_input`).
@@ -59,7 +64,7 @@ class _QuantSJNode(QuantNeuron, MemoryModule):
         *,
         mem_bits: int | None = None,
     ) -> None:
-        super().__init__()
+        MemoryModule.__init__(self)
         if step_mode not in ("s", "m"):
             raise ValueError(
                 f"step_mode={step_mode!r} is unknown: use 's' (single step) or 'm' (multi-step [T, B, ...])."
@@ -146,7 +151,7 @@ class _QuantSJNode(QuantNeuron, MemoryModule):
         return f"v_reset={self.v_reset}, step_mode={self.step_mode!r}, " + self._neuron_repr()
 
 
-class QuantIFNode(_QuantSJNode):
+class QuantIFNode(_QuantSJNode, sj_neuron.IFNode):
     """Integrate-and-fire neuron configured like ``spikingjelly...neuron.IFNode``.
 
     Args:
@@ -166,7 +171,7 @@ class QuantIFNode(_QuantSJNode):
     """
 
 
-class QuantLIFNode(_QuantSJNode):
+class QuantLIFNode(_QuantSJNode, sj_neuron.LIFNode):
     """Leaky integrate-and-fire neuron configured like ``spikingjelly...neuron.LIFNode``.
 
     Args:
@@ -213,7 +218,7 @@ class QuantLIFNode(_QuantSJNode):
         return f"tau={self.tau}, decay_input={self.decay_input}, " + super().extra_repr()
 
 
-class QuantParametricLIFNode(_QuantSJNode):
+class QuantParametricLIFNode(_QuantSJNode, sj_neuron.ParametricLIFNode):
     """Parametric LIF neuron configured like ``spikingjelly...neuron.ParametricLIFNode``: a learnable
     :math:`1/\\tau = \\sigma(w)`, so the decay :math:`\\lambda = 1 - \\sigma(w)` is learned (Fang et al. 2021).
 
