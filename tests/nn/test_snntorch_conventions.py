@@ -190,3 +190,30 @@ def test_a_failed_construction_leaves_snntorch_registry_clean():
         QuantLeaky(beta=1.5)
     assert len(snn.SpikingNeuron.instances) == count
     utils.reset(nn.Sequential(QuantLeaky(init_hidden=True)))
+
+
+@pytest.mark.parametrize("learn_beta", [False, True])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_quantized_steps_follow_the_shared_mint_scan(reset, learn_beta):
+    """With a shared scale, stepping QuantLeaky in the snnTorch loop (pre-reset membranes kept, the reset and the
+    MINT quantizer applied at the next step) gives the spikes of the shared scan over the quantized post-reset
+    state, and a learnable beta receives a gradient."""
+    from quest_lightning.nn import QuantLinear
+
+    torch.manual_seed(0)
+    layer = QuantLinear(16, 32, bits=3)
+    x_in = (torch.rand(T, 64, 16, generator=torch.Generator().manual_seed(2)) < 0.4).float()
+    neuron = QuantLeaky(0.75, 0.5, "triangle", reset, learn_beta=learn_beta).share_scale_with(layer)
+    current = layer(x_in)
+    stepped, mem = [], neuron.init_leaky()
+    for t in range(T):
+        spk, mem = neuron(current[t], mem)
+        stepped.append(spk)
+    stepped = torch.stack(stepped)
+    scanned, _, _ = neuron.multi_step(current)
+    assert 0 < scanned.mean() < 1
+    assert torch.equal(stepped, scanned)
+    stepped.sum().backward()
+    assert layer.alpha.grad.abs() > 0
+    if learn_beta:
+        assert neuron.beta.grad is not None and neuron.beta.grad.abs() > 0
