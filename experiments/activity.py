@@ -4,8 +4,8 @@
     .venv/bin/python experiments/activity.py --scale full    # the paper-schedule main run (100 epochs)
     .venv/bin/python experiments/activity.py --run-dir PATH  # any run with an AORMeter and a DeviceEnergyCallback
 
-It reads the main run's ``quest_summary.json`` (experiments/main.py; made first if missing). The ``AORMeter``
-recorded, every epoch (train and val), per layer:
+It reads the main run's record (``quest_summary.json``; experiments/main.py makes the run first if missing). The
+``AORMeter`` recorded, every epoch (train and val), per layer:
 
 * spike rate of each spiking layer 1-5: spikes per neuron per sample summed over T (METHOD.md §6; r = 1 is the
   ANN's operation count), and per step (r / T);
@@ -41,6 +41,7 @@ from main import analysis_inputs
 
 from quest_lightning.devices import device_from_dict, pattern_energies
 from quest_lightning.energy import read_energy_report
+from quest_lightning.summary import ActivityRecord, RunSummary
 
 EXP = "activity"
 PAPER_STATES = (0, 3, 6)
@@ -50,42 +51,44 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def epoch_row(record: dict[str, Any]) -> dict[str, Any]:
-    inner = [r for r in record["layers"] if r["quantized"] and not r["input_layer"]]
-    ratios = [_ratio(r["synaptic_rate"], r["aor"]) for r in inner]
+def epoch_row(record: ActivityRecord) -> dict[str, Any]:
+    inner = record.inner_layers
+    ratios = [_ratio(r.synaptic_rate, r.aor) for r in inner]
     ratios = [x for x in ratios if x is not None]
-    t = record.get("timesteps") or 1
+    t = record.timesteps or 1
+    rate = record.spike_rate_mean
     return {
-        "epoch": record["epoch"],
-        "spike_rate_mean": record["spike_rate_mean"],
-        "spike_rate_per_step_mean": None if record["spike_rate_mean"] is None else record["spike_rate_mean"] / t,
-        "sparsity_mean": record["sparsity_mean"],
-        "sparsity_max": max((r["sparsity"] for r in inner), default=None),
-        "sparsity_min": min((r["sparsity"] for r in inner), default=None),
-        "aor_mean": record["aor_mean"],
+        "epoch": record.epoch,
+        "spike_rate_mean": rate,
+        "spike_rate_per_step_mean": None if rate is None else rate / t,
+        "sparsity_mean": record.sparsity_mean,
+        "sparsity_max": max((r.sparsity for r in inner), default=None),
+        "sparsity_min": min((r.sparsity for r in inner), default=None),
+        "aor_mean": record.aor_mean,
         "synaptic_over_aor_mean": sum(ratios) / len(ratios) if ratios else None,
-        "spike_over_aor_t": _ratio(record["spike_rate_mean"], (record["aor_mean"] or 0) * t),
-        "neurons": {
-            short(n["neuron"]): {"rate": n["rate"], "rate_per_step": n["rate_per_step"]} for n in record["neurons"]
-        },
+        "spike_over_aor_t": _ratio(rate, (record.aor_mean or 0) * t),
+        "neurons": {short(n.neuron): {"rate": n.rate, "rate_per_step": n.rate_per_step} for n in record.neurons},
         "layers": {
-            short(r["layer"]): {
-                k: r[k] for k in ("aor", "synaptic_rate", "sparsity", "ops", "quantized", "input_layer")
+            short(r.layer): {
+                "aor": r.aor,
+                "synaptic_rate": r.synaptic_rate,
+                "sparsity": r.sparsity,
+                "ops": r.ops,
+                "quantized": r.quantized,
+                "input_layer": r.input_layer,
             }
-            for r in record["layers"]
+            for r in record.layers
         },
     }
 
 
-def read_energy(summary: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    device = device_from_dict(summary["device"])
-    counts = {
-        r["layer"]: r["level_ops_per_sample"] for r in record["layers"] if r["quantized"] and not r["input_layer"]
-    }
+def read_energy(summary: RunSummary, record: ActivityRecord) -> dict[str, Any]:
+    device = device_from_dict(summary.primary.device)
+    counts = {r.layer: r.level_ops for r in record.inner_layers}
     out = {}
     for subset, states in (("paper_3_states", PAPER_STATES), ("all_states", None)):
-        pe = pattern_energies(device, summary["bits"], states)
-        rep = read_energy_report(counts, pe, samples=1, count_zero_level_reads=False)
+        pe = pattern_energies(device, summary.bits, states)
+        rep = read_energy_report(counts, pe, samples=record.layers[0].samples, count_zero_level_reads=False)
         best = rep.total.best_index
         out[subset] = {
             "patterns": pe.patterns.labels,
@@ -232,9 +235,10 @@ def main() -> None:
     args, source, _, summary = analysis_inputs(__doc__)
     if summary is None:
         return
-    history = {s: [epoch_row(r) for r in recs] for s, recs in summary["activity"].items() if recs}
+    measured = {s: [r for r in recs if r.empty is None] for s, recs in summary.activity.items()}
+    history = {s: [epoch_row(r) for r in recs] for s, recs in measured.items() if recs}
     stage = "val" if history.get("val") else "train"
-    reads = read_energy(summary, summary["activity"][stage][-1])
+    reads = read_energy(summary, measured[stage][-1])
     imgs = figures(history, reads, args.scale)
     md = markdown(history, reads, args.scale, str(source), imgs)
     write_outputs(

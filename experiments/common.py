@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from quest_lightning.summary import SUMMARY_FILE, RunSummary, read_summary
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = Path("recipes/vgg6_cifar10.py")
 CONFIGS = {"small": Path("recipes/configs/small.yaml"), "full": Path("recipes/configs/paper.yaml")}
@@ -60,7 +62,7 @@ def run_dir_of(exp: str, run: str, scale: str) -> Path:
 
 
 def log_dir_of(out: Path) -> Path:
-    """Where the CSVLogger (and so ``quest_summary.json``) of a run folder writes."""
+    """Where the CSVLogger (and so the run's summary file) of a run folder writes."""
     return out / "logs" / "0"
 
 
@@ -100,7 +102,8 @@ def run_recipe(
 
     Returns a dict with ``command`` (a shell-quoted string), ``wall_s``, ``returncode``, ``run_dir``, ``log_dir``,
     ``metrics`` (parsed ``metrics.csv``: ``test_acc``, per-epoch ``val_acc``, last ``train_loss``...) and
-    ``summary`` (the ``quest_summary.json`` payload, or ``None`` when the run had no ``DeviceEnergyCallback``).
+    ``summary`` (the run record, a :class:`~quest_lightning.summary.RunSummary`, or ``None`` when the run had no
+    ``DeviceEnergyCallback``).
     """
     out = run_dir_of(exp, run, scale)
     cmd = recipe_command(out, scale, overrides, config)
@@ -143,9 +146,10 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 
 
 def load_run(log_dir: Path | str) -> dict[str, Any]:
-    """``metrics`` (from ``metrics.csv``) and ``summary`` (``quest_summary.json``) of a run's log directory."""
+    """``metrics`` (from ``metrics.csv``) and ``summary`` (the typed run record) of a run's log directory."""
     log_dir = REPO / Path(log_dir)
-    return {"metrics": read_metrics(log_dir / "metrics.csv"), "summary": _load_json(log_dir / "quest_summary.json")}
+    path = log_dir / SUMMARY_FILE
+    return {"metrics": read_metrics(log_dir / "metrics.csv"), "summary": read_summary(path) if path.is_file() else None}
 
 
 def _num(value: str | None) -> float | None:
@@ -184,13 +188,13 @@ def read_metrics(path: Path) -> dict[str, Any]:
     return out
 
 
-def resolve_summary(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The ``quest_summary.json`` of a run: ``run_dir`` may be the run folder, its log folder or the file itself."""
+def resolve_summary(run_dir: str | Path) -> tuple[Path, RunSummary]:
+    """The run record of a run: ``run_dir`` may be the run folder, its log folder or the summary file itself."""
     p = REPO / Path(run_dir)
-    for cand in (p, p / "quest_summary.json", log_dir_of(p) / "quest_summary.json"):
+    for cand in (p, p / SUMMARY_FILE, log_dir_of(p) / SUMMARY_FILE):
         if cand.is_file():
-            return cand.parent, json.loads(cand.read_text())
-    raise FileNotFoundError(f"no quest_summary.json in {run_dir} (nor in {log_dir_of(Path(run_dir))})")
+            return cand.parent, read_summary(cand)
+    raise FileNotFoundError(f"no {SUMMARY_FILE} in {run_dir} (nor in {log_dir_of(Path(run_dir))})")
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
     .venv/bin/python experiments/energy.py --scale full    # the paper-schedule main run (100 epochs)
     .venv/bin/python experiments/energy.py --run-dir PATH  # any run with an AORMeter (and DeviceEnergyCallback)
 
-Re-prices, offline, the per-layer activity records of the main run's ``quest_summary.json`` (ops, aor,
+Re-prices, offline, the per-layer activity records of the main run's record (``quest_summary.json``: ops, aor,
 synaptic_rate, timesteps of every synaptic layer, every epoch) with quest_lightning.energy (Horowitz 45 nm FP32:
 E_MAC 4.6 pJ, E_AC 0.9 pJ):
 
@@ -33,72 +33,58 @@ from typing import Any
 from common import fmt, md_image, md_table, pyplot, save_figure, short, si, write_outputs
 from main import analysis_inputs
 
-from quest_lightning.energy import ann_energy, diet_snn_energy, quest_energy
+from quest_lightning.energy import compare_compute
+from quest_lightning.summary import ActivityRecord, RunSummary
 
 EXP = "energy"
 CONVENTIONS = ("mac", "reads")
 PAPER = {"ann_over_quest": 93.0, "diet_over_quest": 2.47, "vgg16_diet_over_quest": 7.1}
 
 
-def price(record: dict[str, Any], cmos: str, first_layer: str, every_step: bool = False) -> dict[str, Any]:
-    """ANN, DIET-SNN-style and QUEST-style energy per sample of one activity record. ``every_step`` (with "reads")
-    charges the first layer's reads at all T steps (a sensitivity variant, not one of the two conventions)."""
-    layers = record["layers"]
-    ops = [r["ops"] for r in layers]
-    t = int(record.get("timesteps") or round(layers[0]["timesteps"]))
-    reads = layers[0]["aor"] * layers[0]["ops"] * (t if every_step else 1) if first_layer == "reads" else None
-    ann = ann_energy(ops, cmos)
-    diet = diet_snn_energy(
-        ops,
-        [None] + [r["synaptic_rate"] * t for r in layers[1:]],
-        cmos,
-        first_layer=first_layer,
-        first_layer_reads=reads,
-    )
-    quest = quest_energy(
-        ops,
-        [None] + [r["aor"] for r in layers[1:]],
-        cmos,
-        timesteps=t,
-        first_layer=first_layer,
-        first_layer_reads=reads,
-    )
+def price(record: ActivityRecord, cmos: str, first_layer: str, every_step: bool = False) -> dict[str, Any]:
+    """ANN, DIET-SNN-style and QUEST-style energy per sample of one activity record (the library's
+    ``compare_compute``, the callback's own pricing). ``every_step`` (with "reads") charges the first layer's reads
+    at all T steps (a sensitivity variant, not one of the two conventions)."""
+    c = compare_compute(record, cmos, first_layer=first_layer, first_layer_every_step=every_step)
+    ops = [r.ops for r in record.layers]
     return {
         "first_layer": first_layer,
-        "convention": quest.convention,
-        "timesteps": t,
-        "layers": [short(r["layer"]) for r in layers],
+        "convention": c.convention,
+        "timesteps": c.timesteps,
+        "layers": [short(name) for name in c.layers],
         "ops": ops,
-        "ann": ann.to_dict(),
-        "diet_snn": diet.to_dict(),
-        "quest": quest.to_dict(),
-        "ann_over_quest": ann.total_j / quest.total_j,
-        "diet_over_quest": diet.total_j / quest.total_j,
-        "ann_over_diet": ann.total_j / diet.total_j,
+        "ann": c.ann.to_dict(),
+        "diet_snn": c.diet_snn.to_dict(),
+        "quest": c.quest.to_dict(),
+        "ann_over_quest": c.ann_over_quest,
+        "diet_over_quest": c.diet_over_quest,
+        "ann_over_diet": c.ann.total_j / c.diet_snn.total_j,
         "mac_cap_ann_over_snn": sum(ops) / ops[0],
+        "silent_network": c.silent_network,
     }
 
 
-def analyse(summary: dict[str, Any]) -> dict[str, Any]:
-    cmos = summary.get("cmos", {}).get("name", "45nm_fp32")
-    out: dict[str, Any] = {"cmos": summary.get("cmos"), "per_epoch": {}, "final": {}}
-    for stage, records in summary["activity"].items():
+def analyse(summary: RunSummary) -> dict[str, Any]:
+    pricing = summary.primary
+    cmos = pricing.cmos.name if pricing is not None else "45nm_fp32"
+    out: dict[str, Any] = {"cmos": pricing.cmos.to_dict() if pricing else None, "per_epoch": {}, "final": {}}
+    measured = {s: [r for r in recs if r.empty is None] for s, recs in summary.activity.items()}
+    for stage, records in measured.items():
         out["per_epoch"][stage] = [
-            {"epoch": rec["epoch"], **{c: price(rec, cmos, c) for c in CONVENTIONS}} for rec in records
+            {"epoch": rec.epoch, **{c: price(rec, cmos, c) for c in CONVENTIONS}} for rec in records
         ]
-    stage = "val" if summary["activity"].get("val") else "train"
+    stage = "val" if measured.get("val") else "train"
     out["stage"] = stage
     out["final"] = out["per_epoch"][stage][-1]
-    out["sensitivity_reads_every_step"] = price(summary["activity"][stage][-1], cmos, "reads", every_step=True)
-    logged = summary.get("energy", {}).get("compute", {}).get(stage)
+    out["sensitivity_reads_every_step"] = price(measured[stage][-1], cmos, "reads", every_step=True)
+    logged = pricing.compute.get(stage) if pricing is not None else None
     if logged:
-        conv = logged["first_layer"]
-        mine = out["final"][conv]
+        mine = out["final"][logged.first_layer]
         out["callback_check"] = {
-            "first_layer": conv,
-            "callback_ann_over_quest": logged["ann_over_quest"],
+            "first_layer": logged.first_layer,
+            "callback_ann_over_quest": logged.ann_over_quest,
             "offline_ann_over_quest": mine["ann_over_quest"],
-            "callback_diet_over_quest": logged["diet_over_quest"],
+            "callback_diet_over_quest": logged.diet_over_quest,
             "offline_diet_over_quest": mine["diet_over_quest"],
         }
     return out
@@ -210,9 +196,15 @@ def markdown(res: dict[str, Any], scale: str, source: str, imgs: list[str]) -> s
         if check
         else "No callback figures in this run to check against."
     )
+    flag = (
+        ["**Flag:** the network never fired in this epoch: these ratios are the cost of a dead network, not a saving."]
+        if f["mac"]["silent_network"]
+        else []
+    )
     return "\n\n".join(
         [
             f"### Energy against CMOS ({scale} scale)",
+            *flag,
             f"Source: `{source}`, {res['stage']} epoch {f['epoch'] + 1}, T = {f['mac']['timesteps']}, "
             f"CMOS {res['cmos']['name']} (E_MAC {res['cmos']['e_mac_j'] * 1e12:.1f} pJ, "
             f"E_AC {res['cmos']['e_ac_j'] * 1e12:.1f} pJ).",

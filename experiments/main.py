@@ -31,6 +31,8 @@ from common import (
     write_outputs,
 )
 
+from quest_lightning.summary import RunSummary
+
 EXP = "main"
 RUN = "vgg6-w2u2-if-hard"
 PAPER_ACC = 0.896
@@ -42,39 +44,40 @@ def main_run(scale: str, *, force: bool = False, dry_run: bool = False) -> dict[
 
 
 def key_numbers(result: dict[str, Any]) -> dict[str, Any]:
-    """The headline figures of a finished run (from metrics.csv and quest_summary.json)."""
-    summary = result.get("summary") or {}
+    """The headline figures of a finished run (from metrics.csv and the run record)."""
+    summary: RunSummary | None = result.get("summary")
     metrics = result["metrics"]
-    activity = summary.get("activity", {})
+    activity = summary.activity if summary is not None else {}
     stage = "val" if activity.get("val") else "train"
-    last = (activity.get(stage) or [{}])[-1]
-    energy = summary.get("energy", {})
-    compute = energy.get("compute", {}).get(stage, {})
-    reads = (energy.get("read", {}).get(stage) or [{}])[-1]
-    writes = energy.get("write", {})
-    out = {
+    last = (activity.get(stage) or (None,))[-1]
+    device = summary.primary if summary is not None else None
+    compute = device.compute.get(stage) if device is not None else None
+    reads = (device.read.get(stage) or (None,))[-1] if device is not None else None
+    report = reads.report if reads is not None else None
+    return {
         "test_acc": metrics["test_acc"],
         "val_acc_per_epoch": [v["acc"] for v in metrics["val"]],
         "activity_stage": stage,
-        "epoch": last.get("epoch"),
-        "spike_rate_mean": last.get("spike_rate_mean"),
-        "sparsity_mean": last.get("sparsity_mean"),
-        "aor_mean": last.get("aor_mean"),
-        "ann_over_quest": compute.get("ann_over_quest"),
-        "diet_over_quest": compute.get("diet_over_quest"),
-        "first_layer": compute.get("first_layer"),
-        "quest_j": compute.get("quest", {}).get("total_j"),
-        "ann_j": compute.get("ann", {}).get("total_j"),
-        "read_best_pattern": reads.get("pattern"),
-        "read_j": reads.get("report", {}).get("total", {}).get("best_j"),
+        "epoch": last.epoch if last else None,
+        "spike_rate_mean": last.spike_rate_mean if last else None,
+        "sparsity_mean": last.sparsity_mean if last else None,
+        "aor_mean": last.aor_mean if last else None,
+        "ann_over_quest": compute.ann_over_quest if compute else None,
+        "diet_over_quest": compute.diet_over_quest if compute else None,
+        "first_layer": compute.first_layer if compute else None,
+        "quest_j": compute.quest.total_j if compute else None,
+        "ann_j": compute.ann.total_j if compute else None,
+        "read_best_pattern": reads.pattern if reads else None,
+        "read_j": report.total.best_j if report else None,
         "write": {
-            k: {"best_pattern": v["pattern"], "j_per_sample": v["report"]["total"]["best_j"]} for k, v in writes.items()
+            k: {"best_pattern": w.pattern, "j_per_sample": w.report.total.best_j}
+            for k, w in (device.write.items() if device is not None else ())
         },
+        "flags": [f.message for f in summary.flags] if summary is not None else [],
     }
-    return out
 
 
-def analysis_inputs(doc: str) -> tuple[Any, str | None, Path | None, dict[str, Any] | None]:
+def analysis_inputs(doc: str) -> tuple[Any, str | None, Path | None, RunSummary | None]:
     """Parse an analysis script's arguments and load the summary it analyses: ``--run-dir`` if given, else the main
     run of ``--scale`` (made first if missing). Returns ``(args, source, folder, summary)``; the last three are
     ``None`` after ``--dry-run``."""
@@ -129,11 +132,13 @@ def main() -> None:
         [f"device write energy per sample, {stage} (best: {w['best_pattern']})", si(w["j_per_sample"]), "not given"]
         for stage, w in k["write"].items()
     ]
+    flags = [f"**Flag:** {m}" for m in k["flags"]]  # e.g. a silent network: its ratios are no saving
     md = "\n\n".join(
         [
             f"### Main run ({args.scale} scale)",
             f"Command: `{result['command']}`  \nWall time: {result['wall_s']} s",
             md_table(["quantity", "ours", "paper"], rows),
+            *flags,
             md_image("training", img),
         ]
     )

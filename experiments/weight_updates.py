@@ -4,13 +4,13 @@
     .venv/bin/python experiments/weight_updates.py --scale full    # the paper's stages 1-10, 96-105, 180-190
     .venv/bin/python experiments/weight_updates.py --run-dir PATH  # any run with a WeightTransitionMonitor
 
-It reads the main run's ``quest_summary.json`` (experiments/main.py; made first if missing): the
+It reads the main run's record (``quest_summary.json``; experiments/main.py makes the run first if missing): the
 ``WeightTransitionMonitor`` counted, in every stage, the level -> level transitions ``C[i, j]`` of every quantized
 layer between consecutive optimizer steps. From those counts it reports, per layer and stage:
 
 * the transition histogram, the frozen share (weights x steps whose code did not change) and the share of changes
   between non-adjacent levels (-1 <-> +1; the paper reports 0%);
-* the write energy per sample, sum_{i != j} C[i, j] E_w^p[i, j] / (steps * batch), re-priced here with
+* the write energy per sample, sum_{i != j} C[i, j] E_w^p[i, j] / samples seen, re-priced here with
   quest_lightning.energy.write_energy_report for (a) the 6 patterns of the paper's 3-state subset {R0, R3, R6} of
   the 7-state Sk-MTJ and (b) all 210 two-bit patterns on its 7 states (the best one is named).
 
@@ -27,6 +27,7 @@ from main import analysis_inputs
 
 from quest_lightning.devices import device_from_dict, pattern_energies
 from quest_lightning.energy import write_energy_report
+from quest_lightning.summary import RunSummary
 
 EXP = "weight_updates"
 PAPER_STATES = (0, 3, 6)
@@ -41,33 +42,31 @@ def transition_labels(qmax: int) -> list[tuple[int, int, str]]:
     return [(i, j, f"{_code(i - qmax)}→{_code(j - qmax)}") for i in range(n) for j in range(n) if i != j]
 
 
-def analyse(summary: dict[str, Any]) -> dict[str, Any]:
-    device = device_from_dict(summary["device"])
-    bits = summary["bits"]
+def analyse(summary: RunSummary) -> dict[str, Any]:
+    pricing = summary.primary
+    device = device_from_dict(pricing.device)
+    bits = summary.bits
     subsets = {
         "paper_3_states": pattern_energies(device, bits, PAPER_STATES),
         "all_states": pattern_energies(device, bits),
     }
     stages: dict[str, Any] = {}
-    for stage, result in summary["transitions"].items():
-        steps = result["steps"]
-        batch = max(result["samples"] // max(steps, 1), 1)
-        counts = {name: torch.tensor(info["counts"], dtype=torch.float64) for name, info in result["layers"].items()}
+    for stage, result in summary.transitions.items():
+        counts = {name: torch.tensor(info.counts, dtype=torch.float64) for name, info in result.layers.items()}
         layers = {}
-        for name, info in result["layers"].items():
+        for name, info in result.layers.items():
             c = counts[name]
-            total = float(c.sum())
             layers[name] = {
-                "steps": info["steps"],
-                "frozen_fraction": info["frozen_fraction"],
-                "changed_fraction": info["changed_fraction"],
-                "non_adjacent_fraction": info["non_adjacent_fraction"],
-                "transitions": {lab: float(c[i, j]) for i, j, lab in transition_labels(info["qmax"])},
-                "weight_steps": total,
+                "steps": info.steps,
+                "frozen_fraction": info.frozen_fraction,
+                "changed_fraction": info.changed_fraction,
+                "non_adjacent_fraction": info.non_adjacent_fraction,
+                "transitions": {lab: float(c[i, j]) for i, j, lab in transition_labels(info.qmax)},
+                "weight_steps": float(c.sum()),
             }
         energy = {}
         for subset, pe in subsets.items():
-            rep = write_energy_report(counts, pe, steps=steps, batch_size=batch)
+            rep = write_energy_report(counts, pe, samples=result.samples, steps=result.steps)
             energy[subset] = {
                 "patterns": pe.patterns.labels,
                 "per_layer_j": {n: r.per_pattern_j.tolist() for n, r in rep.per_layer.items()},
@@ -79,9 +78,9 @@ def analyse(summary: dict[str, Any]) -> dict[str, Any]:
                 "same_best_in_every_layer": rep.same_best_everywhere,
             }
         stages[stage] = {
-            "epoch": result["epoch"],
-            "steps": steps,
-            "batch_size": batch,
+            "epoch": result.epoch,
+            "steps": result.steps,
+            "batch_size": result.batch_size,
             "layers": layers,
             "energy": energy,
         }
@@ -93,15 +92,11 @@ def analyse(summary: dict[str, Any]) -> dict[str, Any]:
         out[f"{subset}_winners"] = sorted(winners)
     # the callback priced the same counts with the run's own pattern set: check that we agree
     check = {}
-    same = [k for k, pe in subsets.items() if pe.patterns.labels == summary.get("patterns")]
-    for stage, w in summary.get("energy", {}).get("write", {}).items():
+    same = [k for k, pe in subsets.items() if tuple(pe.patterns.labels) == pricing.patterns]
+    for stage, w in pricing.write.items():
         for subset in same:
-            ours = stages[stage]["energy"][subset]["total_j"][w["pattern_index"]]
-            check[stage] = {
-                "subset": subset,
-                "callback_j": w["report"]["total"]["per_pattern_j"][w["pattern_index"]],
-                "offline_j": ours,
-            }
+            ours = stages[stage]["energy"][subset]["total_j"][w.pattern_index]
+            check[stage] = {"subset": subset, "callback_j": w.total_j, "offline_j": ours}
     out["callback_check"] = check
     return out
 
@@ -199,8 +194,8 @@ def main() -> None:
     args, source, folder, summary = analysis_inputs(__doc__)
     if summary is None:
         return
-    if not summary.get("transitions"):
-        raise SystemExit(f"{folder}: the run has no transition stages (no WeightTransitionMonitor results)")
+    if not summary.transitions or summary.primary is None:
+        raise SystemExit(f"{folder}: the run has no transition stages or no priced device (DeviceEnergyCallback)")
     res = analyse(summary)
     imgs = figures(res, args.scale)
     md = markdown(res, args.scale, str(source), imgs)

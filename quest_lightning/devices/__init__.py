@@ -1,6 +1,6 @@
 """Multi-state memory devices: specs, presets, R-S mapping patterns.
 
-The three pieces stay separate: a :class:`DeviceSpec` is the physics (states, RSTD, read energy),
+The three pieces stay separate: a :class:`DeviceSpec` is the physics (states, RSTD, read energy, non-idealities),
 :mod:`~quest_lightning.devices.patterns` maps weight levels onto states, and
 :mod:`quest_lightning.energy` turns counts into joules.
 """
@@ -11,6 +11,15 @@ from quest_lightning.devices.capability import (
     check_leak_allowed,
     check_model,
 )
+from quest_lightning.devices.endurance import (
+    EnduranceProjection,
+    WriteStats,
+    count_writes,
+    endurance_report,
+    project_endurance,
+    sample_endurance,
+    write_stats,
+)
 from quest_lightning.devices.io import (
     device_from_dict,
     device_to_dict,
@@ -18,6 +27,14 @@ from quest_lightning.devices.io import (
     resolve_device,
     save_device_yaml,
 )
+from quest_lightning.devices.measured import (
+    estimate_variation,
+    example_measurements,
+    load_measured_device,
+    measured_device_from_dict,
+    save_measurements,
+)
+from quest_lightning.devices.nonideal import NonIdealities
 from quest_lightning.devices.patterns import (
     PatternEnergies,
     PatternSet,
@@ -35,27 +52,40 @@ __all__ = [
     "PRESETS",
     "DeviceCapability",
     "DeviceSpec",
+    "EnduranceProjection",
+    "NonIdealities",
     "PatternEnergies",
     "PatternSet",
     "RSPattern",
     "ShortestPaths",
     "Transition",
     "UnreachableTransitionError",
+    "WriteStats",
     "check_bits_fit",
     "check_leak_allowed",
     "check_model",
+    "count_writes",
     "device_from_dict",
     "device_to_dict",
+    "endurance_report",
     "enumerate_patterns",
+    "estimate_variation",
+    "example_measurements",
     "format_mapping",
     "get_device",
     "ideal_device",
     "list_devices",
     "load_device_yaml",
+    "load_measured_device",
+    "measured_device_from_dict",
     "pattern_energies",
+    "project_endurance",
     "register_device",
     "resolve_device",
+    "sample_endurance",
+    "save_measurements",
     "save_device_yaml",
     "shortest_paths",
     "unregister_device",
+    "write_stats",
 ]

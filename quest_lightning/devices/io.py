@@ -17,6 +17,11 @@ The dict form uses the :class:`~quest_lightning.devices.spec.DeviceSpec` field n
     read_time_s: 1.0e-8
     illustrative: true
     source: "Made-up numbers for a tutorial."
+    nonideal:                      # optional; omitted = the ideal device
+      d2d_sigma: 0.05              # sigma of ln R, one for all states or a list with one per state
+      read_sigma: 0.01
+      stuck_fraction: 0.001
+      endurance_cycles: 1.0e+6
 
 Numbers such as ``5e3`` (no dot) are strings to a YAML 1.1 parser; they are converted with ``float()``.
 """
@@ -35,7 +40,7 @@ from quest_lightning.devices.spec import DeviceSpec
 
 __all__ = ["device_from_dict", "device_to_dict", "load_device_yaml", "resolve_device", "save_device_yaml"]
 
-_FIELDS = (
+DEVICE_KEYS = (
     "name",
     "resistances_ohm",
     "can_leak",
@@ -46,12 +51,14 @@ _FIELDS = (
     "illustrative",
     "source",
     "description",
+    "nonideal",
 )
 _REQUIRED = ("name", "resistances_ohm", "can_leak", "transitions")
 
 
 def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
-    """A YAML/JSON-safe dict of ``spec`` (lists, floats, ints, bools, strings); ``None`` fields are left out."""
+    """A YAML/JSON-safe dict of ``spec`` (lists, floats, ints, bools, strings); ``None`` fields are left out, and so
+    is ``nonideal`` when the device is ideal (otherwise only its non-default fields are written)."""
     out: dict[str, Any] = {
         "name": spec.name,
         "resistances_ohm": list(spec.resistances_ohm),
@@ -67,6 +74,9 @@ def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
     out["source"] = spec.source
     if spec.description:
         out["description"] = spec.description
+    nonideal = spec.nonideal.to_dict()
+    if nonideal:
+        out["nonideal"] = nonideal
     return out
 
 
@@ -78,9 +88,9 @@ def device_from_dict(data: Mapping[str, Any]) -> DeviceSpec:
     """
     if not isinstance(data, Mapping):
         raise ValueError(f"a device dict must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(_FIELDS))
+    unknown = sorted(set(data) - set(DEVICE_KEYS))
     if unknown:
-        raise ValueError(f"unknown device key(s) {unknown}; valid keys are {list(_FIELDS)}")
+        raise ValueError(f"unknown device key(s) {unknown}; valid keys are {list(DEVICE_KEYS)}")
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise ValueError(f"device dict is missing required key(s) {missing}")

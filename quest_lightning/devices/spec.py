@@ -9,7 +9,9 @@ A :class:`DeviceSpec` holds everything the energy model needs to know about a de
 * its read energy per state (joule), given either directly or as a read voltage ``V_r`` (volt) and pulse time
   ``t_r`` (second), from which :math:`E_{read}(R_k) = V_r^2 t_r / R_k`;
 * whether its state can leak (decay) between time steps, which decides whether LIF neurons are possible;
-* where its numbers come from, with an explicit ``illustrative`` flag.
+* where its numbers come from, with an explicit ``illustrative`` flag;
+* its non-idealities (variation, read noise, stuck cells, endurance, drift) as one frozen
+  :class:`~quest_lightning.devices.nonideal.NonIdealities` field, ideal by default.
 
 Everything is checked at construction: an impossible spec raises ``ValueError`` naming the field, the value and
 what would be valid.
@@ -19,8 +21,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
+
+from quest_lightning.devices.nonideal import NonIdealities
 
 __all__ = ["DeviceSpec", "Transition"]
 
@@ -122,6 +126,9 @@ class DeviceSpec:
         source: Where the numbers come from (a paper, a data sheet, "modelled on ..."). Required when
             ``illustrative`` is False.
         description: Free text about the device.
+        nonideal: The device's non-idealities (:class:`~quest_lightning.devices.nonideal.NonIdealities`, or a
+            mapping of its fields); the default is the ideal device. Per-state sigmas must have ``N`` values and
+            ``stuck_state`` must be a state of the device.
 
     Raises:
         ValueError: If any field is invalid. The message names the field, the value and what would be valid.
@@ -151,6 +158,7 @@ class DeviceSpec:
     illustrative: bool = True
     source: str = ""
     description: str = field(default="", compare=False)
+    nonideal: NonIdealities = field(default_factory=NonIdealities)
 
     def __post_init__(self) -> None:
         self._check_name()
@@ -171,6 +179,7 @@ class DeviceSpec:
             )
         if not isinstance(self.description, str):
             raise _bad("description", self.description, "expected a string")
+        self._check_nonideal()
 
     # -- validation helpers -------------------------------------------------------------------------------------
 
@@ -277,6 +286,20 @@ class DeviceSpec:
         object.__setattr__(self, "read_voltage_v", v)
         object.__setattr__(self, "read_time_s", t)
 
+    def _check_nonideal(self) -> None:
+        value = self.nonideal
+        if value is None:
+            value = NonIdealities()
+        elif isinstance(value, Mapping):
+            value = NonIdealities.from_dict(value)
+        elif not isinstance(value, NonIdealities):
+            raise _bad("nonideal", value, "expected a NonIdealities, a mapping of its fields, or None (ideal)")
+        try:
+            value.check_states(len(self.resistances_ohm))
+        except ValueError as err:
+            raise _bad("nonideal", value, str(err)) from None
+        object.__setattr__(self, "nonideal", value)
+
     # -- derived quantities -------------------------------------------------------------------------------------
 
     @property
@@ -296,6 +319,15 @@ class DeviceSpec:
     def edges(self) -> dict[tuple[int, int], float]:
         """The direct RSTD edges as ``{(src, dst): energy_j}`` (joules)."""
         return {(e.src, e.dst): e.energy_j for e in self.transitions}
+
+    def with_nonideal(self, **changes: Any) -> DeviceSpec:
+        """A copy of this device whose :attr:`nonideal` has ``changes`` applied (e.g. ``d2d_sigma=0.05``).
+
+        Raises:
+            ValueError: If a change is invalid (see :class:`~quest_lightning.devices.nonideal.NonIdealities`).
+        """
+        current = {f.name: getattr(self.nonideal, f.name) for f in fields(self.nonideal)}
+        return replace(self, nonideal=NonIdealities.from_dict({**current, **changes}))
 
     def state_label(self, k: int) -> str:
         """Human label of state ``k``, e.g. ``"R2"``."""

@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 import torch
 
+from quest_lightning.summary import ComputeEnergy
+
 __all__ = [
     "CMOS_PRESETS",
     "CMOSEnergy",
@@ -147,19 +149,21 @@ class ComputeEnergyReport:
         unit = "MACs at E_MAC" if self.first_layer == "mac" else "reads at E_AC"
         return f"layer 1 charged as {self.charged_ops[0]:g} {unit} (first_layer={self.first_layer!r})"
 
+    def to_record(self) -> ComputeEnergy:
+        """The typed run-record form (:class:`quest_lightning.summary.ComputeEnergy`)."""
+        return ComputeEnergy(
+            label=self.label,
+            cmos=self.cmos.name,
+            first_layer=self.first_layer,
+            convention=self.convention,
+            per_layer_j=self.per_layer_j,
+            total_j=self.total_j,
+            ann_j=self.ann_j,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe summary."""
-        return {
-            "label": self.label,
-            "cmos": self.cmos.name,
-            "first_layer": self.first_layer,
-            "convention": self.convention,
-            "unit": "J/sample",
-            "per_layer_j": list(self.per_layer_j),
-            "total_j": self.total_j,
-            "ann_j": self.ann_j,
-            "ann_over_this": self.ann_over_this,
-        }
+        """A JSON-safe summary (the record's dict)."""
+        return self.to_record().to_dict()
 
 
 def _floats(name: str, values: Sequence[Any] | torch.Tensor, *, allow_none_first: bool = False) -> list[float | None]:

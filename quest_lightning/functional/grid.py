@@ -17,6 +17,9 @@ code first. Every other module takes these quantities from here.
 (0, 1, [-1, 0, 1])
 >>> max_bits_for_states(7), max_bits_for_states(2)
 (3, 1)
+
+A 1-bit grid exists (it is the single level 0) so that level arithmetic stays total, but nothing can be quantized on
+it: :func:`check_quant_bits` refuses it wherever a tensor is to be quantized (weights, membranes).
 """
 
 from __future__ import annotations
@@ -39,6 +42,33 @@ def check_bits(bits: int, *, name: str = "bits") -> int:
     if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(
             f"{name}={bits!r} is not supported: use an integer from {MIN_BITS} to {MAX_BITS} (MINT uses 2, 3 or 4)."
+        )
+    return bits
+
+
+def check_quant_bits(bits: int, *, name: str = "bits", what: str = "a quantized tensor") -> int:
+    """Validate the bit width of a grid that something is quantized on, and return it: :func:`check_bits`, and at
+    least one non-zero level (:math:`Q_b \\ge 1`, so ``bits >= 2``).
+
+    Args:
+        bits: the bit width.
+        name: the option's name, for the message (``"bits"``, ``"mem_bits"``).
+        what: what is quantized, for the message (for example ``"QuantLinear 'fc1'"``).
+
+    Raises:
+        ValueError: ``bits`` is not a supported bit width, or is 1 (only the zero level: every weight or membrane
+            would quantize to 0).
+
+    >>> check_quant_bits(2)
+    2
+    >>> check_quant_bits(1, what="QuantLinear")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: bits=1 gives QuantLinear a grid with only the zero level (Q_b = 2**(b-1) - 1 = 0): ...
+    """
+    if qmax(check_bits(bits, name=name)) < 1:
+        raise ValueError(
+            f"{name}={bits} gives {what} a grid with only the zero level (Q_b = 2**(b-1) - 1 = 0): every value would "
+            "quantize to 0. Use bits >= 2 (MINT uses 2, 3 or 4), or turn quantization off (enabled=False)."
         )
     return bits
 

@@ -1,22 +1,36 @@
-"""torchmetrics meters for spiking layers (spike rate, weight sparsity, exact AOR, transitions) and their math."""
+"""torchmetrics meters for spiking layers (spike rate, weight sparsity, exact AOR, transitions), each with a public
+function and its ``_update``/``_compute`` twins, and the layer geometry they count with."""
 
 from quest_lightning.metrics.functional import (
-    ann_ops,
+    AORResult,
+    SpikeRateResult,
+    TransitionFractions,
+    activation_operation_rate,
     level_operation_counts,
+    spike_rate,
     transition_counts,
     transition_summary,
     weight_input_sums,
+    weight_sparsity,
 )
+from quest_lightning.metrics.geometry import LayerGeometry, ann_ops
 from quest_lightning.metrics.meters import ActivationOperationRate, SpikeRate, TransitionCounter, WeightSparsity
 
 __all__ = [
+    "AORResult",
     "ActivationOperationRate",
+    "LayerGeometry",
     "SpikeRate",
+    "SpikeRateResult",
     "TransitionCounter",
+    "TransitionFractions",
     "WeightSparsity",
+    "activation_operation_rate",
     "ann_ops",
     "level_operation_counts",
+    "spike_rate",
     "transition_counts",
     "transition_summary",
     "weight_input_sums",
+    "weight_sparsity",
 ]

@@ -1,4 +1,5 @@
-"""Pure functions behind the meters: synaptic operation counts per weight level, transitions, sparsity, ANN ops.
+"""Pure functions behind the meters: spike rate, weight sparsity, exact AOR and transitions, each as a public function
+with its ``_update`` (sufficient statistics) and ``_compute`` (finish) twins, the torchmetrics pattern.
 
 Counting the Activation Operation Rate exactly
 ----------------------------------------------
@@ -16,107 +17,293 @@ mask). We use the right-hand form: :math:`G` is the weight gradient of the layer
 all-ones output gradient (one correlation, any stride, padding, dilation or groups), and one ``bincount`` of the
 codes weighted by :math:`G` gives every level at once. Nothing is unfolded. :math:`N_{eff} = \\sum_{v \\ne 0} N(v)`
 and :math:`\\mathrm{AOR} = N_{eff} / (\\mathrm{OPS} \\cdot \\text{rows})`, rows being time steps × samples.
+
+Precision: every count is accumulated in ``int64``, or in ``float64`` where it may be fractional (input counts of a
+graded input), whatever the dtype of the tensors given; ``float64`` holds every integer up to :math:`2^{53}` exactly.
 """
 
 from __future__ import annotations
 
-import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from quest_lightning.functional.grid import level_index, levels_of_qmax
+from quest_lightning.metrics.geometry import LayerGeometry
+
+__all__ = [
+    "AORResult",
+    "SpikeRateResult",
+    "TransitionFractions",
+    "activation_operation_rate",
+    "level_operation_counts",
+    "spike_rate",
+    "transition_counts",
+    "transition_summary",
+    "weight_input_sums",
+    "weight_sparsity",
+]
 
 
-def _padded_counts(layer: nn.Conv2d, counts: Tensor) -> Tensor:
-    if layer.padding_mode != "zeros":
-        raise ValueError(
-            f"padding_mode={layer.padding_mode!r} is not supported by the AOR count (padded positions would be real "
-            "inputs); use padding_mode='zeros'."
-        )
-    return F.pad(counts, layer._reversed_padding_repeated_twice)
+class SpikeRateResult(NamedTuple):
+    """What :func:`spike_rate` and ``SpikeRate.compute()`` return (float64 rates; NaN only when nothing was recorded,
+    which ``neuron_samples == 0`` says)."""
+
+    rate: Tensor  # spikes per neuron per sample, summed over the T steps
+    rate_per_step: Tensor  # rate / T
+    spikes: Tensor  # the spikes counted
+    neuron_samples: Tensor  # neurons x samples, the divisor of ``rate``
 
 
-def conv_output_size(layer: nn.Conv2d, height: int, width: int) -> tuple[int, int]:
-    """Output height and width of ``layer`` for an ``height × width`` input."""
-    pad = layer._reversed_padding_repeated_twice  # (left, right, top, bottom)
-    sizes = []
-    for size, (lo, hi), k, s, d in zip(
-        (height, width),
-        ((pad[2], pad[3]), (pad[0], pad[1])),
-        layer.kernel_size,
-        layer.stride,
-        layer.dilation,
-        strict=True,
-    ):
-        sizes.append((size + lo + hi - d * (k - 1) - 1) // s + 1)
-    return sizes[0], sizes[1]
+class AORResult(NamedTuple):
+    """What :func:`activation_operation_rate` and ``ActivationOperationRate.compute()`` return (ratios NaN only when
+    nothing was recorded, which ``rows == 0`` says)."""
+
+    aor: Tensor  # N_eff / (ops x rows), per time step
+    synaptic_rate: Tensor  # sum_v N(v) / (ops x rows)
+    level_ops: Tensor  # N(v), index v + Q, float64 of exact integers
+    level_ops_per_sample: Tensor  # N(v) / samples
+    ops: Tensor  # ANN MACs per sample and step
+    rows: Tensor  # time steps x samples recorded
+    samples: Tensor  # samples recorded
+    timesteps: Tensor  # rows / samples
 
 
-def ann_ops(layer: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of ``layer`` for one sample and one time step (the ANN-equivalent operation count).
+class TransitionFractions(NamedTuple):
+    """What :func:`transition_summary` returns; ``None`` where there is nothing to divide by."""
 
-    A conv: :math:`k_h k_w \\cdot (C_{in}/g) \\cdot C_{out} \\cdot H_{out} W_{out}`; a linear: :math:`f_{in} f_{out}`.
-    ``input_shape`` is the per-sample input shape (``[C, H, W]`` or ``[F]``).
+    frozen_fraction: float | None  # weight-steps that kept their level
+    changed_fraction: float | None  # 1 - frozen_fraction
+    non_adjacent_fraction: float | None  # changes that skip a level (|i - j| >= 2), among the changes
+
+
+def _positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name}={value!r} is invalid: expected a positive integer.")
+    return int(value)
+
+
+def _count(value: Tensor | float | int, dtype: torch.dtype) -> Tensor:
+    return torch.as_tensor(value).detach().to(dtype).sum(dtype=dtype)
+
+
+# --- spike rate -----------------------------------------------------------------------------------------------------
+def _spike_rate_update(spikes: Tensor | float, neurons: int, samples: int, rows: int) -> tuple[Tensor, int, int]:
+    """Sufficient statistics: total spikes (float64), neuron-samples and neuron-rows (``rows`` = steps × samples)."""
+    return _count(spikes, torch.float64), int(neurons) * int(samples), int(neurons) * int(rows)
+
+
+def _spike_rate_compute(spikes: Tensor, neuron_samples: Tensor, neuron_steps: Tensor) -> SpikeRateResult:
+    """``rate`` = spikes / (neurons × samples) and ``rate_per_step`` = spikes / (neurons × rows) (NaN when nothing
+    was recorded), with the sums they come from."""
+    return SpikeRateResult(spikes / neuron_samples, spikes / neuron_steps, spikes, neuron_samples)
+
+
+def spike_rate(spikes: Tensor | float, neurons: int, samples: int, rows: int) -> SpikeRateResult:
+    """Spike rate of a group of ``neurons`` neurons that fired ``spikes`` spikes over ``samples`` samples.
+
+    .. math::
+
+        r = \\frac{\\#\\text{spikes}}{N \\cdot \\text{samples}}, \\qquad r_{step} = \\frac{\\#\\text{spikes}}{N \\cdot
+        \\text{rows}}
+
+    :math:`r` sums over the :math:`T` time steps (``rows`` = :math:`T` × samples), so :math:`r = 1` costs as many
+    operations as the ANN (the DIET-SNN convention).
+
+    Args:
+        spikes: The spikes (a spike tensor is summed) or their count.
+        neurons: Neurons in the group (per sample and step).
+        samples: Samples the spikes cover.
+        rows: Time steps × samples.
+
+    Returns:
+        A :class:`SpikeRateResult`: ``rate`` (:math:`r`), ``rate_per_step``, ``spikes`` and ``neuron_samples``.
+
+    Raises:
+        ValueError: ``neurons``, ``samples`` or ``rows`` is not a positive integer.
+
+    Example:
+        >>> s = torch.tensor([[[1.0, 0, 1, 1]], [[0.0, 0, 1, 0]]])  # [T=2, B=1, N=4]
+        >>> out = spike_rate(s, neurons=4, samples=1, rows=2)
+        >>> float(out.rate), float(out.rate_per_step)
+        (1.0, 0.5)
     """
-    if isinstance(layer, nn.Conv2d):
-        h_out, w_out = conv_output_size(layer, input_shape[-2], input_shape[-1])
-        k = math.prod(layer.kernel_size)
-        return k * (layer.in_channels // layer.groups) * layer.out_channels * h_out * w_out
-    if isinstance(layer, nn.Linear):
-        return layer.in_features * layer.out_features
-    raise TypeError(f"ann_ops supports nn.Conv2d and nn.Linear, got {type(layer).__name__}.")
+    spikes_, ns, nr = _spike_rate_update(
+        spikes, _positive("neurons", neurons), _positive("samples", samples), _positive("rows", rows)
+    )
+    return _spike_rate_compute(spikes_, torch.tensor(ns, dtype=torch.int64), torch.tensor(nr, dtype=torch.int64))
 
 
-def weight_input_sums(layer: nn.Module, input_counts: Tensor) -> Tensor:
+# --- weight sparsity ------------------------------------------------------------------------------------------------
+def _weight_sparsity_update(codes: Tensor) -> tuple[Tensor, int]:
+    """Number of zero codes (an ``int64`` tensor, no host sync) and the number of codes."""
+    return (codes == 0).sum(dtype=torch.int64), codes.numel()
+
+
+def _weight_sparsity_compute(zeros: Tensor, total: Tensor) -> Tensor:
+    """:math:`s = \\#\\{\\hat w = 0\\} / N_W` (float64; NaN when no code was seen)."""
+    return zeros.to(torch.float64) / total
+
+
+def weight_sparsity(codes: Tensor) -> Tensor:
+    """Share of integer weight codes equal to zero, :math:`s = \\#\\{\\hat w = 0\\} / N_W` (a float64 scalar).
+
+    Raises:
+        ValueError: ``codes`` is empty.
+
+    Example:
+        >>> float(weight_sparsity(torch.tensor([[-1, 0, 0], [0, 1, 0]], dtype=torch.int8)))
+        0.6666666666666666
+    """
+    if codes.numel() == 0:
+        raise ValueError("weight_sparsity: codes is empty; pass the integer codes of a layer's weights.")
+    zeros, total = _weight_sparsity_update(codes)
+    return _weight_sparsity_compute(zeros, torch.tensor(total, dtype=torch.int64))
+
+
+# --- exact AOR ------------------------------------------------------------------------------------------------------
+def weight_input_sums(geometry: LayerGeometry, input_counts: Tensor) -> Tensor:
     """:math:`G`, shaped like the weight: for every weight, the input count it meets summed over output positions."""
     counts = input_counts.to(torch.float64)
-    if isinstance(layer, nn.Conv2d):
-        padded = _padded_counts(layer, counts.unsqueeze(0))
-        h_out, w_out = conv_output_size(layer, input_counts.shape[-2], input_counts.shape[-1])
-        ones = torch.ones(1, layer.out_channels, h_out, w_out, dtype=torch.float64, device=counts.device)
-        return torch.nn.grad.conv2d_weight(
-            padded, layer.weight.shape, ones, stride=layer.stride, dilation=layer.dilation, groups=layer.groups
-        )
-    if isinstance(layer, nn.Linear):
-        return counts.unsqueeze(0).expand(layer.out_features, -1)
-    raise TypeError(f"weight_input_sums supports nn.Conv2d and nn.Linear, got {type(layer).__name__}.")
+    if geometry.kind == "linear":
+        return counts.unsqueeze(0).expand(geometry.out_channels, -1)
+    top, bottom, left, right = geometry.padding
+    padded = F.pad(counts.unsqueeze(0), (left, right, top, bottom))
+    h_out, w_out = geometry.output_size(input_counts.shape[-2], input_counts.shape[-1])
+    ones = torch.ones(1, geometry.out_channels, h_out, w_out, dtype=torch.float64, device=counts.device)
+    return torch.nn.grad.conv2d_weight(
+        padded,
+        geometry.weight_shape,
+        ones,
+        stride=geometry.stride,
+        dilation=geometry.dilation,
+        groups=geometry.groups,
+    )
 
 
-def level_operation_counts(layer: nn.Module, input_counts: Tensor, codes: Tensor, qmax: int) -> Tensor:
+def level_operation_counts(geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int) -> Tensor:
     """:math:`N(v)` for every level :math:`v = -Q \\dots Q` (index :math:`v + Q`), as a float64 tensor of exact
     integers: synaptic operations with an input spike and a weight of that level, summed over what was recorded.
 
     For a linear layer every weight of column :math:`i` meets input :math:`i`, so
     :math:`N(v) = \\sum_i n(i)\\,\\#\\{o : \\hat w_{oi} = v\\}`: one pass over the ``int8`` codes per level."""
-    levels = 2 * qmax + 1
-    if isinstance(layer, nn.Linear) and levels <= 16:
+    levels = levels_of_qmax(qmax)
+    if geometry.kind == "linear" and levels <= 16:
         counts = input_counts.to(torch.float64)
         per_level = torch.stack([(codes == v - qmax).sum(0, dtype=torch.int32) for v in range(levels)])
         return per_level.to(torch.float64) @ counts
-    g = weight_input_sums(layer, input_counts)
-    return torch.bincount((codes.to(torch.int64) + qmax).flatten(), weights=g.flatten(), minlength=2 * qmax + 1)
+    g = weight_input_sums(geometry, input_counts)
+    index = level_index(codes.to(torch.int64), qmax).flatten()
+    return torch.bincount(index, weights=g.flatten(), minlength=levels)
 
 
+def _aor_update(
+    geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int, rows: Tensor | int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Sufficient statistics of ``rows`` recorded rows: :math:`N(v)` (float64), rows and dense MACs (``int64``).
+
+    An empty ``input_counts`` (a layer that never ran) contributes zeros. No host synchronisation."""
+    rows_ = _count(rows, torch.int64)
+    if input_counts.numel() == 0:
+        return torch.zeros(levels_of_qmax(qmax), dtype=torch.float64, device=codes.device), rows_ * 0, rows_ * 0
+    level_ops = level_operation_counts(geometry, input_counts, codes, qmax)
+    return level_ops, rows_, rows_ * geometry.ops(tuple(input_counts.shape))
+
+
+def _aor_compute(level_ops: Tensor, rows: Tensor, dense_ops: Tensor, samples: Tensor, qmax: int) -> dict[str, Tensor]:
+    """AOR, synaptic rate, :math:`N(v)` (total and per sample), ops per step, samples and time steps.
+
+    A ratio whose denominator is zero (nothing recorded) is NaN here: check ``rows`` before reporting one."""
+    total = level_ops.sum()
+    effective = total - level_ops[qmax]
+    dense = dense_ops.to(torch.float64)
+    return AORResult(
+        aor=effective / dense,
+        synaptic_rate=total / dense,
+        level_ops=level_ops,
+        level_ops_per_sample=level_ops / samples,
+        ops=torch.div(dense_ops, rows, rounding_mode="floor") if int(rows) else rows * 0,
+        rows=rows,
+        samples=samples,
+        timesteps=rows.to(torch.float64) / samples,
+    )
+
+
+def activation_operation_rate(
+    geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int, rows: int, samples: int
+) -> AORResult:
+    """Exact per-level operation counts :math:`N(v)` of one layer and its Activation Operation Rate.
+
+    .. math::
+
+        \\mathrm{AOR} = \\frac{\\sum_{v \\ne 0} N(v)}{\\mathrm{OPS} \\cdot \\text{rows}}, \\qquad
+        \\text{synaptic rate} = \\frac{\\sum_v N(v)}{\\mathrm{OPS} \\cdot \\text{rows}}
+
+    (QUEST, arXiv 2504.00679, Eq. 9, normalised per time step as in METHOD.md §6).
+
+    Args:
+        geometry: The layer's geometry (:meth:`LayerGeometry.of`).
+        input_counts: Spikes per input position summed over the ``rows`` rows, shape ``[C, H, W]`` or ``[F]``.
+        codes: Integer weight codes, shaped like the weight.
+        qmax: Largest code :math:`Q` (levels :math:`-Q \\dots Q`).
+        rows: Time steps × samples recorded.
+        samples: Samples recorded.
+
+    Returns:
+        An :class:`AORResult`: ``aor``, ``synaptic_rate``, ``level_ops`` (:math:`N(v)`, index :math:`v + Q`),
+        ``level_ops_per_sample``, ``ops`` (MACs per sample and step), ``rows``, ``samples`` and ``timesteps``.
+
+    Raises:
+        ValueError: ``rows`` or ``samples`` is not a positive integer.
+
+    Example:
+        >>> g = LayerGeometry("linear", 3, 2)
+        >>> codes = torch.tensor([[1, 0, -1], [0, 0, 1]], dtype=torch.int8)
+        >>> out = activation_operation_rate(g, torch.tensor([2.0, 1.0, 0.0]), codes, qmax=1, rows=2, samples=1)
+        >>> out.level_ops.tolist(), float(out.aor)  # 2 ops at +1, 4 at 0: AOR = 2 / (6 MACs x 2 rows)
+        ([0.0, 4.0, 2.0], 0.16666666666666666)
+    """
+    level_ops, rows_, dense = _aor_update(geometry, input_counts, codes, qmax, _positive("rows", rows))
+    samples_ = torch.tensor(_positive("samples", samples), dtype=torch.int64)
+    return _aor_compute(level_ops, rows_, dense, samples_, qmax)
+
+
+# --- transitions ----------------------------------------------------------------------------------------------------
 def transition_counts(previous: Tensor, current: Tensor, qmax: int) -> Tensor:
     """Level → level transition matrix :math:`C[i, j]` between two code tensors, as ``int64`` ``[L, L]``.
 
     Row ``i`` is the previous level :math:`i - Q`, column ``j`` the new level :math:`j - Q`; one ``bincount``.
+
+    Example:
+        >>> prev = torch.tensor([-1, 0, 0, 1], dtype=torch.int8)
+        >>> transition_counts(prev, torch.tensor([-1, 1, 0, -1], dtype=torch.int8), qmax=1).tolist()
+        [[1, 0, 0], [0, 1, 1], [1, 0, 0]]
     """
     if previous.shape != current.shape:
         raise ValueError(f"code shapes differ: {tuple(previous.shape)} vs {tuple(current.shape)}.")
-    levels = 2 * qmax + 1
+    levels = levels_of_qmax(qmax)
     # int16 holds every index up to 8 bits (255 * 255 + 254) at a quarter of int64's memory traffic
-    index = (previous.to(torch.int16) + qmax) * levels + (current.to(torch.int16) + qmax)
+    index = level_index(previous.to(torch.int16), qmax) * levels + level_index(current.to(torch.int16), qmax)
     return torch.bincount(index.flatten(), minlength=levels * levels).view(levels, levels)
 
 
-def zero_code_count(codes: Tensor) -> tuple[Tensor, int]:
-    """Number of zero codes (a tensor, no host sync) and the number of codes."""
-    return (codes == 0).sum(), codes.numel()
+def _transition_update(previous: Tensor, current: Tensor, qmax: int) -> Tensor:
+    """Sufficient statistics of one optimizer step: its ``int64`` transition matrix."""
+    return transition_counts(previous, current, qmax)
 
 
-def transition_summary(counts: Tensor) -> dict[str, float]:
-    """Frozen fraction, changed fraction and the share of changes between non-adjacent levels (:math:`|i-j| \\ge 2`)."""
+def _transition_compute(counts: Tensor) -> Tensor:
+    """The summed ``[L, L]`` matrix itself (the counts are the result)."""
+    return counts
+
+
+def transition_summary(counts: Tensor) -> TransitionFractions:
+    """Frozen fraction, changed fraction and the share of changes between non-adjacent levels (:math:`|i-j| \\ge 2`).
+
+    A fraction with nothing to divide by (no weight-steps, or no change for the non-adjacent share) is ``None``.
+    """
     counts = counts.to(torch.float64)
     total = counts.sum()
     levels = counts.shape[0]
@@ -124,8 +311,8 @@ def transition_summary(counts: Tensor) -> dict[str, float]:
     distance = (i - j).abs().to(counts.device)
     changed = counts[distance > 0].sum()
     non_adjacent = counts[distance > 1].sum()
-    return {
-        "frozen_fraction": float(counts.diagonal().sum() / total) if total > 0 else float("nan"),
-        "changed_fraction": float(changed / total) if total > 0 else float("nan"),
-        "non_adjacent_fraction": float(non_adjacent / changed) if changed > 0 else 0.0,
-    }
+    return TransitionFractions(
+        frozen_fraction=float(counts.diagonal().sum() / total) if total > 0 else None,
+        changed_fraction=float(changed / total) if total > 0 else None,
+        non_adjacent_fraction=float(non_adjacent / changed) if changed > 0 else (0.0 if total > 0 else None),
+    )

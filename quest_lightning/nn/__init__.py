@@ -5,6 +5,10 @@ from quest_lightning.nn.conversion import ConversionReport, ConversionRow
 from quest_lightning.nn.convert import quantize
 from quest_lightning.nn.encoders import DirectEncoder, Encoder, LatencyEncoder, RateEncoder, make_encoder
 from quest_lightning.nn.inspect import (
+    LayerRecording,
+    input_kind_of,
+    layer_recording,
+    layer_recordings,
     quantized_layers,
     recording,
     require_quantized_layers,
@@ -13,7 +17,7 @@ from quest_lightning.nn.inspect import (
     spiking_neurons,
     synaptic_layers,
 )
-from quest_lightning.nn.layers import QuantConv1d, QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
+from quest_lightning.nn.layers import InputKind, QuantConv1d, QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
 from quest_lightning.nn.neurons import (
     QuantIFNode,
     QuantLeaky,
@@ -36,6 +40,7 @@ __all__ = [
     "QuantLinear",
     "QuantLayerMixin",
     "QuantOptions",
+    "InputKind",
     "QuantNeuron",
     "QuantLeaky",
     "QuantIFNode",
@@ -62,4 +67,8 @@ __all__ = [
     "set_recording",
     "reset_recording",
     "recording",
+    "LayerRecording",
+    "layer_recording",
+    "layer_recordings",
+    "input_kind_of",
 ]

@@ -1,14 +1,17 @@
-"""Introspection for the analysis layer: find the quantized layers and neurons of any model, and switch the cheap
-recording of input spike counts (layers) and output spike counts (neurons) on and off."""
+"""Introspection for the analysis layer: find the quantized layers and neurons of any model, switch the cheap
+recording of input counts (layers) and output spike counts (neurons) on and off, and read what a layer recorded
+(:func:`layer_recordings`, :class:`LayerRecording`) and what its input was (:func:`input_kind_of`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
 
-from torch import nn
+from torch import Tensor, nn
 
-from quest_lightning.nn.layers import QuantLayerMixin
+from quest_lightning.nn.layers import InputKind, QuantLayerMixin
 from quest_lightning.nn.neurons.base import QuantNeuron
 
 
@@ -68,3 +71,127 @@ def recording(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in previous:
             m.record = flag
+
+
+@dataclass(frozen=True)
+class LayerRecording:
+    """What one synaptic layer recorded since its last :meth:`~QuantLayerMixin.reset_recording` (see
+    :meth:`~quest_lightning.nn.layers.QuantLayerMixin.record_input` for how each record is made).
+
+    The tensors are copies on the layer's device (taking a snapshot does not synchronise with the host); the rest
+    are Python ints taken from input shapes.
+
+    Attributes:
+        name: the layer's module name.
+        input_counts: float64 ``[features...]`` (``[C, H, W]`` for a conv, ``[F]`` for a linear layer): the input
+            summed per position over every recorded row; for spike input, the spike count per position (integral,
+            exact up to :math:`2^{53}`).
+        nonbinary_inputs: int64 scalar: how many recorded input elements were neither 0 nor 1.
+        rows: vectors the weight met, time steps × samples.
+        calls: forward calls recorded.
+        steps: time steps recorded: the time axis length of each multi-step call plus 1 per single-step call.
+        input_kind: the layer's ``input_kind`` override (``"auto"``, ``"spikes"`` or ``"analog"``).
+    """
+
+    name: str
+    input_counts: Tensor
+    nonbinary_inputs: Tensor
+    rows: int
+    calls: int
+    steps: int
+    input_kind: InputKind
+
+    @property
+    def samples(self) -> int | None:
+        """Samples recorded, :math:`\\text{rows}/\\text{steps}`, when the records cover one batch (or batches of
+        one size); ``None`` when nothing was recorded or ``steps`` does not divide ``rows`` (the layer saw inputs
+        of different batch sizes: take a snapshot per batch and use :meth:`since`).
+
+        >>> import torch
+        >>> LayerRecording("fc", torch.zeros(3), torch.zeros((), dtype=torch.int64), 32, 1, 4, "auto").samples
+        8
+        """
+        if self.steps == 0 or self.rows % self.steps:
+            return None
+        return self.rows // self.steps
+
+    @property
+    def timesteps(self) -> int:
+        """Time steps :math:`T` recorded (``steps``): per batch, the time axis of a multi-step call, or the number
+        of calls of a single-step loop."""
+        return self.steps
+
+    def since(self, earlier: LayerRecording) -> LayerRecording:
+        """What was recorded between ``earlier`` (a snapshot of the same layer, with no reset in between) and this
+        snapshot: every record's difference.
+
+        Raises:
+            ValueError: ``earlier`` is from another layer or is newer than this snapshot.
+        """
+        if earlier.name != self.name or earlier.calls > self.calls:
+            raise ValueError(
+                f"since() needs an earlier snapshot of layer {self.name!r}, got one of {earlier.name!r} with "
+                f"{earlier.calls} calls (this one has {self.calls})."
+            )
+        counts = self.input_counts - earlier.input_counts if earlier.input_counts.numel() else self.input_counts
+        return LayerRecording(
+            self.name,
+            counts,
+            self.nonbinary_inputs - earlier.nonbinary_inputs,
+            self.rows - earlier.rows,
+            self.calls - earlier.calls,
+            self.steps - earlier.steps,
+            self.input_kind,
+        )
+
+
+def layer_recording(name: str, layer: QuantLayerMixin) -> LayerRecording:
+    """A :class:`LayerRecording` snapshot of ``layer`` (its tensors copied on the device; no host synchronisation)."""
+    return LayerRecording(
+        name,
+        layer.input_counts.clone(),
+        layer.nonbinary_inputs.clone(),
+        layer.recorded_rows,
+        layer.recorded_calls,
+        layer.recorded_steps,
+        layer.input_kind,
+    )
+
+
+def layer_recordings(model: nn.Module) -> dict[str, LayerRecording]:
+    """A :class:`LayerRecording` of every synaptic layer of ``model`` that recorded at least one call, by module
+    name in module order (no host synchronisation)."""
+    return {name: layer_recording(name, m) for name, m in synaptic_layers(model) if m.recorded_calls}
+
+
+def input_kind_of(layer: QuantLayerMixin | LayerRecording) -> Literal["spikes", "analog"] | None:
+    """What a layer's input is, for the operation counts: its ``input_kind`` override when set, otherwise what it
+    recorded: ``"analog"`` when any recorded input element was neither 0 nor 1 (pixels under direct coding, or
+    graded values after average pooling), ``"spikes"`` when every one was 0 or 1, and ``None`` when it has recorded
+    nothing. The position of the layer in the network plays no part.
+
+    This reads one on-device count (a host synchronisation): call it at the end of an epoch, not per batch.
+
+    >>> import torch
+    >>> from quest_lightning.nn import QuantLinear
+    >>> layer = QuantLinear(3, 2, bits=2)
+    >>> layer.record = True
+    >>> _ = layer(torch.tensor([[0.0, 1.0, 1.0]]))
+    >>> input_kind_of(layer)
+    'spikes'
+    >>> _ = layer(torch.tensor([[0.0, 0.5, 1.0]]))
+    >>> input_kind_of(layer), input_kind_of(layer_recording("fc", layer))
+    ('analog', 'analog')
+    >>> layer.input_kind = "spikes"  # the user's override wins
+    >>> input_kind_of(layer)
+    'spikes'
+    """
+    if isinstance(layer, LayerRecording):
+        kind, calls, nonbinary = layer.input_kind, layer.calls, layer.nonbinary_inputs
+    else:
+        kind, calls, nonbinary = layer.input_kind, layer.recorded_calls, layer.nonbinary_inputs
+    if kind != "auto":
+        return kind
+    if not calls:
+        return None
+    return "analog" if bool(nonbinary > 0) else "spikes"

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from quest_lightning.functional.grid import check_bits
+from quest_lightning.functional.quantize import check_alpha_init
 from quest_lightning.nn.layers import QuantConv2d, QuantLinear
 from quest_lightning.nn.neurons import QuantNeuron, make_neuron
 
@@ -94,6 +95,9 @@ class SpikingVGG(nn.Module):
         threshold: firing threshold :math:`\\theta`; decay: LIF :math:`\\lambda`; surrogate: surrogate name.
         detach_reset: stop the gradient through the reset.
         transform: MINT pre-transform, ``"tanh"`` or ``"identity"``.
+        alpha_init: initial scale of the quantized layers, ``"mint"`` (MINT's :math:`2\\overline{|W|}/\\sqrt{Q_b}`)
+            or ``"range"`` (a high percentile of :math:`|T(W)|`); see
+            :func:`~quest_lightning.functional.quantize.initial_alpha`.
         pool: ``"max"`` (keeps spikes binary) or ``"avg"``.
         batch_norm: BatchNorm after each conv (off by default: it breaks integer-only deployment unless folded).
         dropout: time-shared dropout on the hidden FC spikes (0 disables).
@@ -101,9 +105,9 @@ class SpikingVGG(nn.Module):
         quantize: ``False`` gives the full-precision (FP32) network with the same structure, for baselines.
 
     Raises:
-        ValueError: a bad option (bits, neuron, reset, back-end, surrogate, pool, dropout, config). Whether a memory
-            device can hold the network is checked on the built model by
-            :func:`quest_lightning.devices.capability.check_model`.
+        ValueError: a bad option (bits, including ``bits=1`` for a quantized network, neuron, reset, back-end,
+            surrogate, alpha_init, pool, dropout, config). Whether a memory device can hold the network is checked on
+            the built model by :func:`quest_lightning.devices.capability.check_model`.
     """
 
     def __init__(
@@ -123,6 +127,7 @@ class SpikingVGG(nn.Module):
         surrogate: str = "triangle",
         detach_reset: bool = False,
         transform: Literal["tanh", "identity"] = "tanh",
+        alpha_init: Literal["mint", "range"] = "mint",
         pool: Literal["max", "avg"] = "max",
         batch_norm: bool = False,
         dropout: float = 0.0,
@@ -132,6 +137,7 @@ class SpikingVGG(nn.Module):
     ) -> None:
         super().__init__()
         check_bits(bits)
+        check_alpha_init(alpha_init)
         if pool not in ("max", "avg"):
             raise ValueError(f"pool={pool!r} is unknown: use 'max' or 'avg'.")
         if not any(isinstance(c, int) for c in config):
@@ -149,7 +155,7 @@ class SpikingVGG(nn.Module):
                 detach_reset=detach_reset,
             )
 
-        quant = dict(bits=bits, transform=transform)
+        quant = dict(bits=bits, transform=transform, alpha_init=alpha_init)
         blocks: list[SpikingBlock] = []
         channels, size, first = in_channels, image_size, True
         for i, item in enumerate(config):

@@ -27,7 +27,7 @@ C_A = torch.tensor([[50.0, 3, 1], [5, 100, 2], [0, 4, 60]])
 #   (1,2,0): 3*1.5 + 1*3   + 5*4 + 2*3   + 4*2   = 41.5
 #   (2,0,1): 3*3   + 1*4   + 5*2 + 2*1   + 4*3   = 37
 #   (2,1,0): 3*4   + 1*3   + 5*1.5 + 2*3 + 4*1   = 32.5
-# per sample: / (2 steps * 10 samples)
+# per sample: / (2 steps of 10 samples = 20 samples seen)
 WRITE_A_PJ = [1.95, 1.8, 1.575, 2.075, 1.85, 1.625]
 # Layer "b": only 0 -> +1, 20 times: 20 * D[p1, p2] / 20 = D[p1, p2]
 C_B = torch.tensor([[0.0, 0, 0], [0, 0, 20], [0, 0, 0]])
@@ -42,14 +42,14 @@ READ_PJ_ZERO = [10.35, 5.5, 20.25, 5.7, 20.35, 10.65]
 
 
 def test_write_energy_single_layer_by_hand():
-    e = write_energy_per_sample(C_A, PE.write_j, steps=2, batch_size=10)
+    e = write_energy_per_sample(C_A, PE.write_j, samples=2 * 10)
     assert e.dtype == torch.float64 and e.shape == (6,)
     assert e.tolist() == pytest.approx([x * PJ for x in WRITE_A_PJ], rel=1e-12)
 
 
 def test_write_report_per_layer_and_total():
-    rep = write_energy_report({"a": C_A, "b": C_B}, PE, steps=2, batch_size=10)
-    assert rep.kind == "write" and dict(rep.normalisation) == {"steps": 2, "batch_size": 10}
+    rep = write_energy_report({"a": C_A, "b": C_B}, PE, samples=2 * 10, steps=2)
+    assert rep.kind == "write" and dict(rep.normalisation) == {"steps": 2, "samples": 20}
     a, b, total = rep.per_layer["a"], rep.per_layer["b"], rep.total
     assert a.per_pattern_j.tolist() == pytest.approx([x * PJ for x in WRITE_A_PJ], rel=1e-12)
     assert b.per_pattern_j.tolist() == pytest.approx([x * PJ for x in WRITE_B_PJ], rel=1e-12)
@@ -69,7 +69,7 @@ def test_write_report_per_layer_and_total():
 
 def test_diagonal_counts_cost_nothing():
     frozen = torch.diag(torch.tensor([1e6, 1e6, 1e6]))
-    assert torch.all(write_energy_per_sample(frozen, PE.write_j, 1, 1) == 0)
+    assert torch.all(write_energy_per_sample(frozen, PE.write_j, 1) == 0)
 
 
 def test_read_energy_by_hand_and_zero_level_option():
@@ -90,7 +90,7 @@ def test_vectorised_matches_loop_on_3bit_skmtj():
     pe = pattern_energies(get_device("skmtj7"), bits=3)
     gen = torch.Generator().manual_seed(0)
     c = torch.randint(0, 50, (7, 7), generator=gen).double()
-    e = write_energy_per_sample(c, pe.write_j, steps=3, batch_size=4)
+    e = write_energy_per_sample(c, pe.write_j, samples=3 * 4)
     for p in (0, 1234, 5039):
         loop = sum(float(c[i, j]) * float(pe.write_j[p, i, j]) for i in range(7) for j in range(7) if i != j) / (3 * 4)
         assert float(e[p]) == pytest.approx(loop, rel=1e-12)
@@ -103,7 +103,7 @@ def test_vectorised_matches_loop_on_3bit_skmtj():
 
 def test_integer_counts_and_batched_layers_are_accepted():
     stacked = torch.stack([C_A, C_B]).long()
-    e = write_energy_per_sample(stacked, PE.write_j, steps=2, batch_size=10)
+    e = write_energy_per_sample(stacked, PE.write_j, samples=2 * 10)
     assert e.shape == (2, 6)
     assert e[1].tolist() == pytest.approx([x * PJ for x in WRITE_B_PJ], rel=1e-12)
 
@@ -111,14 +111,14 @@ def test_integer_counts_and_batched_layers_are_accepted():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: write_energy_per_sample(torch.zeros(2, 2), PE.write_j, 1, 1), "shape"),
-        (lambda: write_energy_per_sample(-C_A, PE.write_j, 1, 1), ">= 0"),
-        (lambda: write_energy_per_sample(C_A, PE.write_j, 0, 1), "steps=0"),
-        (lambda: write_energy_per_sample(C_A, PE.write_j, 1, 2.5), "batch_size=2.5"),
+        (lambda: write_energy_per_sample(torch.zeros(2, 2), PE.write_j, 1), "shape"),
+        (lambda: write_energy_per_sample(-C_A, PE.write_j, 1), ">= 0"),
+        (lambda: write_energy_per_sample(C_A, PE.write_j, 0), "samples=0"),
+        (lambda: write_energy_per_sample(C_A, PE.write_j, 2.5), "samples=2.5"),
         (lambda: read_energy_per_sample(N, PE.read_j, samples=0), "samples=0"),
-        (lambda: write_energy_report({}, PE, steps=1, batch_size=1), "non-empty"),
-        (lambda: write_energy_report({"total": C_A}, PE, steps=1, batch_size=1), "reserved"),
-        (lambda: write_energy_report({"a": torch.stack([C_A, C_A])}, PE, steps=1, batch_size=1), "shape"),
+        (lambda: write_energy_report({}, PE, samples=1), "non-empty"),
+        (lambda: write_energy_report({"total": C_A}, PE, samples=1), "reserved"),
+        (lambda: write_energy_report({"a": torch.stack([C_A, C_A])}, PE, samples=1), "shape"),
         (lambda: read_energy_report({"a": torch.ones(7)}, PE, samples=1), "shape"),
     ],
 )

@@ -17,6 +17,7 @@ import os
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
@@ -98,15 +99,17 @@ class Interleaved(Sampler):
         return self.n // self._rank_world()[1]
 
 
-def make_data():
+def make_data(repeated=False):
     g = torch.Generator().manual_seed(0)
     n = 2 * B * STEPS
     x = torch.rand(n, 1, 8, 8, generator=g, dtype=torch.float64)
     y = torch.randint(0, 10, (n,), generator=g)
+    if repeated:  # every global batch is the first one: a resumed run sees what an uninterrupted one sees
+        x, y = x[: 2 * B].repeat(STEPS, 1, 1, 1), y[: 2 * B].repeat(STEPS)
     return TensorDataset(x, y), TensorDataset(x[: 4 * B], y[: 4 * B])
 
 
-def fit(root, devices):
+def fit(root, devices, repeated=False, max_steps=-1, ckpt_path=None):
     pl.seed_everything(0, verbose=False)
     torch.set_num_threads(1)
     net = SpikingVGG([4, "P", 8, "P"], [16], in_channels=1, image_size=8, num_classes=10)
@@ -119,6 +122,8 @@ def fit(root, devices):
         AORMeter(),
         RankAwareEnergy("skmtj7", states=(0, 3, 6), first_layer="reads"),
     ]
+    if repeated:  # checkpoints every 2 steps: the first is mid-stage and mid-epoch
+        callbacks.append(ModelCheckpoint(dirpath=str(root / "ckpt"), every_n_train_steps=2, save_top_k=-1))
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=devices,
@@ -128,18 +133,20 @@ def fit(root, devices):
         callbacks=callbacks,
         logger=RankFileLogger(str(root)),
         default_root_dir=str(root),
-        enable_checkpointing=False,
+        enable_checkpointing=repeated,
+        max_steps=max_steps,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,
     )
-    train, val = make_data()
+    train, val = make_data(repeated)
     per_rank = 2 * B // devices
     trainer.fit(
         module,
         DataLoader(train, batch_size=per_rank, sampler=Interleaved(len(train))),
         DataLoader(val, batch_size=per_rank, sampler=Interleaved(len(val))),
+        ckpt_path=ckpt_path,
     )
     with open(os.path.join(str(root), SUMMARY_FILE)) as f:
         return json.load(f)
@@ -186,3 +193,20 @@ def test_two_ddp_ranks_measure_what_one_process_measures(tmp_path):
     for name, text in ranks.items():
         ours = [line for line in text.splitlines() if line.split("\t")[1].startswith(OURS)]
         assert bool(ours) == (name == "keys_rank0.txt"), name
+
+
+def test_two_ddp_ranks_resumed_mid_epoch_measure_what_an_uninterrupted_run_measures(tmp_path):
+    """The ranks see different halves of each batch, so their partial sums differ: a checkpoint must hold their
+    global sums, restored once (on rank 0), or the resumed epoch would count rank 0's half twice."""
+    full = fit(tmp_path / "full", devices=2, repeated=True)
+    [ckpt] = [p for p in (tmp_path / "full" / "ckpt").iterdir() if "step=2" in p.name]  # taken mid-stage, mid-epoch
+    resumed = fit(tmp_path / "resumed", devices=2, repeated=True, ckpt_path=str(ckpt))
+    assert resumed["transitions"]["s"]["samples"] == full["transitions"]["s"]["samples"] == 3 * 2 * B
+    assert [r["layers"][0]["samples"] for r in resumed["activity"]["train"]] == [2 * B * STEPS] * 2
+    a, b = (
+        _flatten({k: full[k] for k in ("activity", "transitions", "energy")}),
+        _flatten({k: resumed[k] for k in ("activity", "transitions", "energy")}),
+    )
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert b[key] == pytest.approx(value, rel=1e-9, abs=1e-30), key

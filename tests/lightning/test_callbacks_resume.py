@@ -38,18 +38,24 @@ def _data():
     return DataLoader(repeated, batch_size=BATCH, shuffle=False), DataLoader(TensorDataset(x, y), batch_size=4)
 
 
-def _run(tmp_path, alone, ckpt_path=None, max_steps=-1):
+DEVICES = {"skmtj7": (0, 3, 6), "rram8": (0, 4, 7)}
+
+
+def _callbacks(config):
+    if config == "three_callbacks":
+        return [WeightTransitionMonitor(stages=STAGES), AORMeter(), DeviceEnergyCallback("skmtj7", states=(0, 3, 6))]
+    if config == "energy_alone":  # the energy callback drives the counts; their state rides in its checkpoint entry
+        return [DeviceEnergyCallback("skmtj7", states=(0, 3, 6), stages=STAGES)]
+    # two devices priced from one set of counts, driven by the first energy callback
+    return [DeviceEnergyCallback(name, states=states, stages=STAGES) for name, states in DEVICES.items()]
+
+
+def _run(tmp_path, config, ckpt_path=None, max_steps=-1, every=4, validate=True):
     pl.seed_everything(0, verbose=False)
     net = SpikingVGG([4, "P", 8, "P"], [16], in_channels=1, image_size=8, num_classes=10)
     module = QuestModule(net, timesteps=2, lr=0.05)
-    energy = DeviceEnergyCallback("skmtj7", states=(0, 3, 6))
-    if alone:  # the energy callback runs its own monitor and meter; their state rides in its checkpoint entry
-        callbacks = [energy]
-        energy_monitor = WeightTransitionMonitor(stages=STAGES)
-        energy._owned.append(energy_monitor)  # what setup would create, but with these stages
-    else:
-        callbacks = [WeightTransitionMonitor(stages=STAGES), AORMeter(), energy]
-    checkpoint = ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), every_n_train_steps=4, save_top_k=-1)
+    callbacks = _callbacks(config)
+    checkpoint = ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), every_n_train_steps=every, save_top_k=-1)
     trainer = pl.Trainer(
         max_epochs=2,
         max_steps=max_steps,
@@ -59,70 +65,101 @@ def _run(tmp_path, alone, ckpt_path=None, max_steps=-1):
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=None if validate else 0,
         deterministic=True,
     )
     train, val = _data()
-    trainer.fit(module, train, val, ckpt_path=ckpt_path)
-    return trainer, energy
+    trainer.fit(module, train, val if validate else None, ckpt_path=ckpt_path)
+    return trainer, [c for c in callbacks if isinstance(c, DeviceEnergyCallback)]
 
 
-def _outcome(energy):
-    summary = energy.summary_payload()
+def _outcome(energies):
+    summary = energies[0].run_summary()
+    assert [d.name for d in summary.devices] == [e.device.name for e in energies]
     return {
-        "transitions": summary["transitions"],
-        "activity": summary["activity"],
-        "write": {k: v["report"]["total"]["per_pattern_j"] for k, v in summary["energy"]["write"].items()},
-        "read": {k: [e["report"]["total"]["per_pattern_j"] for e in v] for k, v in summary["energy"]["read"].items()},
-        "ann_over_quest": {k: v["ann_over_quest"] for k, v in summary["energy"]["compute"].items()},
+        "transitions": summary.transitions,
+        "activity": summary.activity,
+        "write": {d.name: {k: v.report.total.per_pattern_j for k, v in d.write.items()} for d in summary.devices},
+        "read": {
+            d.name: {k: [e.report.total.per_pattern_j for e in v] for k, v in d.read.items()} for d in summary.devices
+        },
+        "ann_over_quest": {d.name: {k: v.ann_over_quest for k, v in d.compute.items()} for d in summary.devices},
     }
 
 
-@pytest.mark.parametrize("alone", [False, True], ids=["three_callbacks", "energy_alone"])
-def test_resume_mid_epoch_and_mid_stage_matches_an_uninterrupted_run(alone, one_thread, tmp_path):
-    _, full = _run(tmp_path / "full", alone)
+def _same(got, expected):
+    assert got["transitions"] == expected["transitions"]
+    assert got["activity"] == expected["activity"]
+    for kind in ("write", "read"):
+        assert got[kind].keys() == expected[kind].keys()
+        for device in expected[kind]:
+            assert got[kind][device].keys() == expected[kind][device].keys()
+            for key, value in expected[kind][device].items():
+                torch.testing.assert_close(
+                    torch.tensor(got[kind][device][key]), torch.tensor(value), rtol=1e-12, atol=0
+                )
+    for device, ratios in expected["ann_over_quest"].items():
+        assert got["ann_over_quest"][device] == pytest.approx(ratios, rel=1e-12)
+
+
+@pytest.mark.parametrize("config", ["three_callbacks", "energy_alone", "two_devices"])
+def test_resume_mid_epoch_and_mid_stage_matches_an_uninterrupted_run(config, one_thread, tmp_path):
+    _, full = _run(tmp_path / "full", config)
     expected = _outcome(full)
     assert set(expected["transitions"]) == {"a", "b", "c"}
-    assert expected["transitions"]["a"]["steps"] == 4 and expected["transitions"]["b"]["steps"] == 2
-    assert expected["write"]["a"] != [0.0] * 6 and len(expected["activity"]["train"]) == 2
+    assert expected["transitions"]["a"].steps == 4 and expected["transitions"]["b"].steps == 2
+    assert expected["write"]["skmtj7"]["a"] != [0.0] * 6 and len(expected["activity"]["train"]) == 2
+    if config == "two_devices":  # the same counts, two prices
+        assert expected["write"]["rram8"]["a"] != expected["write"]["skmtj7"]["a"]
 
     # first leg: stop at step 4, in the middle of stage "a" and of epoch 0
-    first, _ = _run(tmp_path / "legs", alone, max_steps=4)
+    first, _ = _run(tmp_path / "legs", config, max_steps=4)
     assert first.global_step == 4
     [ckpt] = glob.glob(str(tmp_path / "legs" / "ckpt" / "*step=4*.ckpt"))
     state = torch.load(ckpt, weights_only=False)["callbacks"]
-    saved = next(v for k, v in state.items() if "DeviceEnergyCallback" in k)
-    monitor_state = saved["owned"][0] if alone else next(v for k, v in state.items() if "WeightTransition" in k)
+    saved = [v for k, v in state.items() if "DeviceEnergyCallback" in k]
+    assert len(saved) == len(full)
+    monitor_state = (
+        next(v for k, v in state.items() if "WeightTransition" in k) if config == "three_callbacks" else saved[0]
+    )
+    monitor_state = monitor_state.get("transitions", monitor_state)
     assert "a" in monitor_state["counters"] and monitor_state["previous"] is not None  # a stage in flight
+    assert all("transitions" not in v for v in saved[1:])  # the counts are saved once, by their driver
 
     # second leg: a fresh Trainer, model and callbacks, from the checkpoint
-    second, resumed = _run(tmp_path / "legs2", alone, ckpt_path=ckpt)
+    second, resumed = _run(tmp_path / "legs2", config, ckpt_path=ckpt)
     assert second.global_step == 2 * BATCHES
+    _same(_outcome(resumed), expected)
+    assert os.path.exists(resumed[0].summary_path)
+
+
+@pytest.mark.filterwarnings("ignore:.*limit_val_batches=0")
+@pytest.mark.parametrize("config", ["three_callbacks", "two_devices"])
+def test_resume_from_the_last_batch_of_an_epoch_keeps_the_epochs_apart(config, one_thread, tmp_path):
+    """A checkpoint at the last batch of epoch 0 holds that epoch's sums; Lightning resumes in epoch 1 without the
+    epoch-end hooks of epoch 0. Epoch 0's record is finished as it was, and epoch 1's holds epoch 1 only."""
+    _, full = _run(tmp_path / "full", config, validate=False)
+    expected = _outcome(full)
+    first, _ = _run(tmp_path / "legs", config, max_steps=BATCHES, every=BATCHES, validate=False)
+    [ckpt] = glob.glob(str(tmp_path / "legs" / "ckpt" / f"*step={BATCHES}*.ckpt"))
+    _, resumed = _run(tmp_path / "legs2", config, ckpt_path=ckpt, validate=False)
     got = _outcome(resumed)
-    assert got["transitions"] == expected["transitions"]
-    assert got["activity"] == expected["activity"]
-    assert got["write"].keys() == expected["write"].keys()
-    for key in expected["write"]:
-        assert got["write"][key] == pytest.approx(expected["write"][key], rel=1e-12)
-    assert got["read"].keys() == expected["read"].keys()
-    for key in expected["read"]:
-        torch.testing.assert_close(
-            torch.tensor(got["read"][key]), torch.tensor(expected["read"][key]), rtol=1e-12, atol=0
-        )
-    assert got["ann_over_quest"] == pytest.approx(expected["ann_over_quest"], rel=1e-12)
-    assert os.path.exists(resumed.summary_path)
+    train = got["activity"]["train"]
+    assert [r.epoch for r in train] == [0, 1] and [r.layers[0].samples for r in train] == [BATCH * BATCHES] * 2
+    _same(got, expected)
 
 
 def test_callback_state_round_trips_through_torch_save(one_thread, tmp_path):
     """``state_dict`` → ``torch.save``/``load`` → ``load_state_dict`` on fresh callbacks before ``setup``."""
-    _, energy = _run(tmp_path, alone=False, max_steps=3)
-    monitor, meter = energy.monitor, energy.meter
+    trainer, [energy] = _run(tmp_path, "three_callbacks", max_steps=3)
+    monitor, meter = trainer.callbacks[0], trainer.callbacks[1]
     path = tmp_path / "state.pt"
     torch.save({"m": monitor.state_dict(), "a": meter.state_dict(), "e": energy.state_dict()}, path)
-    loaded = torch.load(path, weights_only=False)
+    loaded = torch.load(path, weights_only=True)  # plain data and tensors only
     monitor2, meter2, energy2 = WeightTransitionMonitor(stages=STAGES), AORMeter(), DeviceEnergyCallback("skmtj7")
     monitor2.load_state_dict(loaded["m"])
     meter2.load_state_dict(loaded["a"])
     energy2.load_state_dict(loaded["e"])
     assert energy2.summary == energy.summary
     assert meter2.history == meter.history
-    assert monitor2._pending is not None  # applied at setup, once the layers are known
+    assert monitor2.results == monitor.results and monitor.results  # restored now, applied to the counts at setup

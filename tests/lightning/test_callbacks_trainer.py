@@ -21,6 +21,7 @@ from quest_lightning.energy import ann_energy, quest_energy
 from quest_lightning.lightning.callbacks import SUMMARY_FILE, AORMeter, DeviceEnergyCallback, WeightTransitionMonitor
 from quest_lightning.lightning.module import QuestModule
 from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLinear, SpikingVGG
+from quest_lightning.summary import SCHEMA, read_summary
 
 STATES = (0, 3, 6)  # QUEST's six 2-bit patterns
 STAGES = [("early", 1, 3), ("late", 5, 8)]
@@ -75,35 +76,32 @@ def values(logged, key):
     return [v for _, v in logged[key]]
 
 
-def hand_write_energy(result, write_j):
-    """sum over layers of sum_{i != j} C[i, j] E_w^p[i, j] / (steps * batch), for every pattern p, in loops."""
-    steps = result["steps"]
-    batch = result["samples"] // steps
+def hand_write_energy(result, write_j, samples):
+    """sum over layers of sum_{i != j} C[i, j] E_w^p[i, j] / samples, for every pattern p, in loops; ``samples`` is
+    given by the caller, counted from the data layout."""
     out = []
     for p in range(write_j.shape[0]):
         total = 0.0
-        for info in result["layers"].values():
-            counts = info["counts"]
-            for i, row in enumerate(counts):
+        for info in result.layers.values():
+            for i, row in enumerate(info.counts):
                 for j, c in enumerate(row):
                     if i != j:
                         total += c * float(write_j[p, i, j])
-        out.append(total / (steps * batch))
+        out.append(total / samples)
     return out
 
 
-def hand_read_energy(record, read_j):
+def hand_read_energy(record, read_j, samples):
     """sum over inner quantized layers of sum_{v != 0} N(v) E_r^p[v] / samples, for every pattern p."""
     out = []
     for p in range(read_j.shape[0]):
         total = 0.0
-        for layer in record["layers"]:
-            if not layer["quantized"] or layer["input_layer"]:
+        for layer in record.layers:
+            if not layer.quantized or layer.input_layer:
                 continue
-            per_sample = layer["level_ops_per_sample"]  # N(v) / samples
-            q = (len(per_sample) - 1) // 2
-            total += sum(n * float(read_j[p, v]) for v, n in enumerate(per_sample) if v != q)
-        out.append(total)
+            q = (len(layer.level_ops) - 1) // 2
+            total += sum(n * float(read_j[p, v]) for v, n in enumerate(layer.level_ops) if v != q)
+        out.append(total / samples)
     return out
 
 
@@ -137,7 +135,9 @@ def test_digits_run_logs_every_key_and_a_consistent_summary(digits_run):
     path = os.path.join(logger.log_dir, SUMMARY_FILE)
     assert digits_run["energy"].summary_path == path
     with open(path) as f:
-        summary = json.load(f)
+        raw = json.load(f)
+    summary = read_summary(path)
+    device = summary.primary
 
     layers = ["model.features.0.layer", "model.features.1.layer", "model.classifier.0.layer", "model.readout"]
     quantized = ["model.features.1.layer", "model.classifier.0.layer"]
@@ -156,49 +156,44 @@ def test_digits_run_logs_every_key_and_a_consistent_summary(digits_run):
     expected |= {"energy/ann_over_quest", "energy/diet_over_quest", "energy/val/ann_over_quest"}
     assert expected <= set(logged), sorted(expected - set(logged))
 
-    # --- the summary's layout
-    assert summary["format"] == "quest-lightning/summary-v1"
-    assert summary["bits"] == 2 and summary["device"]["name"] == "skmtj7" and len(summary["patterns"]) == 6
-    assert summary["conventions"]["first_layer"] == "mac"
-    assert set(summary["energy"]) == {"write", "read", "compute"}
-    assert set(summary["transitions"]) == {"early", "late"} and set(summary["energy"]["write"]) == {"early", "late"}
-    assert [len(summary["activity"][s]) for s in ("train", "val")] == [2, 2]  # one record per epoch
+    # --- the summary's layout (summary-v2 keeps the v1 keys of the first device at the top level)
+    assert raw["format"] == SCHEMA == "quest-lightning/summary-v2"
+    assert summary.bits == 2 and device.name == raw["device"]["name"] == "skmtj7" and len(device.patterns) == 6
+    assert raw["conventions"]["first_layer"] == device.first_layer == "mac"
+    assert set(raw["energy"]) == {"write", "read", "compute"}
+    assert set(summary.transitions) == {"early", "late"} and set(device.write) == {"early", "late"}
+    assert [len(summary.activity[s]) for s in ("train", "val")] == [2, 2]  # one record per epoch
+    assert [c.epoch for c in summary.curves] == [0, 1] and not summary.flags
 
     # --- the same numbers in the CSV and in the JSON
     for stage in ("train", "val"):
         for name in layers:
             assert values(logged, f"aor/{stage}/{name}") == pytest.approx(
-                [next(r["aor"] for r in rec["layers"] if r["layer"] == name) for rec in summary["activity"][stage]]
+                [next(r.aor for r in rec.layers if r.layer == name) for rec in summary.activity[stage]]
             )
         for name in neurons:
             assert values(logged, f"spike_rate/{stage}/{name}") == pytest.approx(
-                [next(r["rate"] for r in rec["neurons"] if r["neuron"] == name) for rec in summary["activity"][stage]]
+                [next(r.rate for r in rec.neurons if r.neuron == name) for rec in summary.activity[stage]]
             )
     for stage in ("early", "late"):
         for name in quantized:
             key = f"transitions/{stage}/{name}/frozen_fraction"
-            assert values(logged, key) == pytest.approx(
-                [summary["transitions"][stage]["layers"][name]["frozen_fraction"]]
-            )
-        write = summary["energy"]["write"][stage]
+            assert values(logged, key) == pytest.approx([summary.transitions[stage].layers[name].frozen_fraction])
+        write = device.write[stage]
         assert values(logged, f"energy/write/{stage}/total") == pytest.approx(
-            [write["report"]["total"]["per_pattern_j"][write["pattern_index"]]]
+            [write.report.total.per_pattern_j[write.pattern_index]]
         )
-    reads = summary["energy"]["read"]["val"]
-    assert values(logged, "energy/read/val/total") == pytest.approx(
-        [e["report"]["total"]["per_pattern_j"][e["pattern_index"]] for e in reads]
-    )
+    reads = device.read["val"]
+    assert values(logged, "energy/read/val/total") == pytest.approx([e.total_j for e in reads])
     # the headline ratio is the val figure, once per epoch (not the train one at the same step)
-    assert values(logged, "energy/ann_over_quest") == pytest.approx([e["compute"]["ann_over_quest"] for e in reads])
+    assert values(logged, "energy/ann_over_quest") == pytest.approx([e.compute.ann_over_quest for e in reads])
     assert values(logged, "energy/train/ann_over_quest") == pytest.approx(
-        [e["compute"]["ann_over_quest"] for e in summary["energy"]["read"]["train"]]
+        [e.compute.ann_over_quest for e in device.read["train"]]
     )
-    assert summary["energy"]["compute"]["val"]["ann_over_quest"] == pytest.approx(
-        reads[-1]["compute"]["ann_over_quest"]
-    )
+    assert device.compute["val"].ann_over_quest == pytest.approx(reads[-1].compute.ann_over_quest)
     # the in-memory state agrees with the file
-    assert meter.latest("val")["layers"][1]["aor"] == pytest.approx(summary["activity"]["val"][-1]["layers"][1]["aor"])
-    assert monitor.results["late"]["samples"] == summary["transitions"]["late"]["samples"] == 4 * 64
+    assert meter.latest("val").layers[1].aor == pytest.approx(summary.activity["val"][-1].layers[1].aor)
+    assert monitor.results["late"].samples == summary.transitions["late"].samples == 4 * 64
     assert trainer.global_step == 16
 
 
@@ -206,16 +201,16 @@ def test_digits_run_measures_sensible_quantities(digits_run):
     meter = digits_run["meter"]
     for stage in ("train", "val"):
         record = meter.latest(stage)
-        assert record["timesteps"] == 3
-        for layer in record["layers"]:
-            assert 0 <= layer["aor"] <= layer["synaptic_rate"] <= 1 + 1e-12
-            if layer["quantized"]:
-                assert 0 < layer["sparsity"] < 1
-        for neuron in record["neurons"]:
-            assert 0 < neuron["rate"] <= 3 and neuron["rate_per_step"] == pytest.approx(neuron["rate"] / 3)
-    train_samples = meter.latest("train")["layers"][0]["samples"]
+        assert record.timesteps == 3
+        for layer in record.layers:
+            assert 0 <= layer.aor <= layer.synaptic_rate <= 1 + 1e-12
+            if layer.quantized:
+                assert 0 < layer.sparsity < 1
+        for neuron in record.neurons:
+            assert 0 < neuron.rate <= 3 and neuron.rate_per_step == pytest.approx(neuron.rate / 3)
+    train_samples = meter.latest("train").layers[0].samples
     assert train_samples == 512  # every training sample of the epoch was counted
-    assert meter.latest("val")["layers"][0]["samples"] == 200
+    assert meter.latest("val").layers[0].samples == 200
 
 
 def test_energy_totals_equal_a_hand_computation(digits_run):
@@ -228,32 +223,32 @@ def test_energy_totals_equal_a_hand_computation(digits_run):
     logged = read_csv(os.path.join(logger.log_dir, "metrics.csv"))
     pe = pattern_energies(get_device("skmtj7"), 2, STATES)
 
-    for stage in ("early", "late"):
+    for stage, batches in (("early", 3), ("late", 4)):  # batches 1-3 and 5-8 of 64 samples each
         result = monitor.results[stage]
-        assert result["steps"] == 3 if stage == "early" else 4
-        by_hand = hand_write_energy(result, pe.write_j)
+        assert result.steps == batches
+        by_hand = hand_write_energy(result, pe.write_j, samples=batches * 64)
         assert max(by_hand) > 0
-        report = energy.summary["write"][stage]["report"]["total"]
-        assert report["per_pattern_j"] == pytest.approx(by_hand, rel=1e-12)
+        report = energy.summary.write[stage].report.total
+        assert report.per_pattern_j == pytest.approx(by_hand, rel=1e-12)
         best = min(range(len(by_hand)), key=lambda p: (by_hand[p], p))
         assert values(logged, f"energy/write/{stage}/total") == pytest.approx([by_hand[best]], rel=1e-12)
         assert values(logged, f"energy/write/{stage}/best_pattern") == [best]
 
     record = meter.latest("val")
-    by_hand = hand_read_energy(record, pe.read_j)
+    by_hand = hand_read_energy(record, pe.read_j, samples=200)  # the 200 validation samples
     best = min(range(len(by_hand)), key=lambda p: (by_hand[p], p))
     assert values(logged, "energy/read/val/total")[-1] == pytest.approx(by_hand[best], rel=1e-12)
-    assert energy.summary["read"]["val"][-1]["report"]["total"]["per_pattern_j"] == pytest.approx(by_hand, rel=1e-12)
+    assert energy.summary.read["val"][-1].report.total.per_pattern_j == pytest.approx(by_hand, rel=1e-12)
 
     # CMOS: the library's ANN/QUEST energies, and the same written out
-    ops = [layer["ops"] for layer in record["layers"]]
-    aor = [layer["aor"] for layer in record["layers"]]
+    ops = [layer.ops for layer in record.layers]
+    aor = [layer.aor for layer in record.layers]
     ratio = ann_energy(ops).total_j / quest_energy(ops, [None, *aor[1:]], timesteps=3).total_j
     ann = sum(o * E_MAC for o in ops)
     quest = ops[0] * E_MAC + sum(a * 3 * o * E_AC for a, o in zip(aor[1:], ops[1:], strict=True))
     assert ratio == pytest.approx(ann / quest, rel=1e-12)
     assert values(logged, "energy/ann_over_quest")[-1] == pytest.approx(ratio, rel=1e-12)
-    rates = [layer["synaptic_rate"] * 3 for layer in record["layers"][1:]]
+    rates = [layer.synaptic_rate * 3 for layer in record.layers[1:]]
     diet = ops[0] * E_MAC + sum(r * o * E_AC for r, o in zip(rates, ops[1:], strict=True))
     assert values(logged, "energy/diet_over_quest")[-1] == pytest.approx(diet / quest, rel=1e-12)
 
@@ -273,11 +268,11 @@ def test_an_explicit_pattern_selects_the_logged_figures(pattern, one_thread, tmp
     trainer.fit(QuestModule(small_vgg(), timesteps=2, lr=0.05), DataLoader(_tiny_data(), batch_size=8))
     pe = pattern_energies(get_device("skmtj7"), 2, STATES)
     index = pattern if isinstance(pattern, int) else pe.patterns.index_of(pattern)
-    by_hand = hand_write_energy(monitor.results["s"], pe.write_j)
+    by_hand = hand_write_energy(monitor.results["s"], pe.write_j, samples=4 * 8)  # 4 full batches of 8
     assert len(set(by_hand)) > 1  # the choice matters
     logged = read_csv(os.path.join(logger.log_dir, "metrics.csv"))
     assert values(logged, "energy/write/s/total") == pytest.approx([by_hand[index]], rel=1e-12)
-    assert energy.summary["write"]["s"]["pattern"] == pe.patterns[index].label
+    assert energy.summary.write["s"].pattern == pe.patterns[index].label
     # no val epoch: the headline ratio comes from train
     assert values(logged, "energy/ann_over_quest") == pytest.approx(values(logged, "energy/train/ann_over_quest"))
 
@@ -335,11 +330,11 @@ def test_a_plain_lightning_module_works_with_all_three_callbacks(one_thread, tmp
 
     assert monitor.layer_names == ["net.conv2", "net.fc"]
     assert set(monitor.results) == {"all@epoch0", "all@epoch1"}
-    assert monitor.results["all@epoch1"]["steps"] == 8
+    assert monitor.results["all@epoch1"].steps == 8
     record = meter.latest("val")
-    assert [r["layer"] for r in record["layers"]] == ["net.conv1", "net.conv2", "net.fc"]
-    assert [r["neuron"] for r in record["neurons"]] == ["net.sn1", "net.sn2"]
-    assert set(energy.summary["write"]) == {"all@epoch0", "all@epoch1"} and energy.summary["read"]["val"]
+    assert [r.layer for r in record.layers] == ["net.conv1", "net.conv2", "net.fc"]
+    assert [r.neuron for r in record.neurons] == ["net.sn1", "net.sn2"]
+    assert set(energy.summary.write) == {"all@epoch0", "all@epoch1"} and energy.summary.read["val"]
     assert os.path.exists(os.path.join(logger.log_dir, SUMMARY_FILE))
 
     # the val figures again, counted another way: spikes from forward hooks, and N_eff as a convolution of the spike
@@ -363,29 +358,31 @@ def test_a_plain_lightning_module_works_with_all_three_callbacks(one_thread, tmp
     conv_ops = 9 * 8 * 12 * 4 * 4
     fc_in = torch.cat(inputs["fc"], 1).flatten(0, 1)
     fc_eff = (fc_in @ (fc.current_codes() != 0).float().T).sum().item()
-    by_name = {r["layer"]: r for r in record["layers"]}
-    assert by_name["net.conv2"]["ops"] == conv_ops
-    assert by_name["net.conv2"]["aor"] == pytest.approx(n_eff / (conv_ops * 3 * 64), rel=1e-12)
-    assert by_name["net.fc"]["aor"] == pytest.approx(fc_eff / (192 * 10 * 3 * 64), rel=1e-12)
+    by_name = {r.layer: r for r in record.layers}
+    assert by_name["net.conv2"].ops == conv_ops
+    assert by_name["net.conv2"].aor == pytest.approx(n_eff / (conv_ops * 3 * 64), rel=1e-12)
+    assert by_name["net.fc"].aor == pytest.approx(fc_eff / (192 * 10 * 3 * 64), rel=1e-12)
     sn2 = torch.cat(spikes["sn2"], 1)  # [T, N, 12, 4, 4]
-    rate = next(r["rate"] for r in record["neurons"] if r["neuron"] == "net.sn2")
+    rate = next(r.rate for r in record.neurons if r.neuron == "net.sn2")
     assert rate == pytest.approx(sn2.sum().item() / (12 * 4 * 4 * 64), rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 def test_callback_order_does_not_matter(one_thread, tmp_path):
-    """The energy callback listed first still sees the monitor and the meter (each one set up exactly once)."""
+    """The energy callback listed first still prices what the monitor and the meter count (they drive the shared
+    counts, it reads them), and the Trainer's callback list is left as the user gave it."""
     pl.seed_everything(0, verbose=False)
     energy, monitor, meter = DeviceEnergyCallback("skmtj7"), WeightTransitionMonitor(stages="all"), AORMeter(on="train")
     trainer = pl.Trainer(
         **trainer_kwargs(max_epochs=1, callbacks=[energy, monitor, meter], logger=False, default_root_dir=str(tmp_path))
     )
     trainer.fit(QuestModule(small_vgg(), timesteps=2, lr=0.05), DataLoader(_tiny_data(), batch_size=8))
-    assert monitor.layer_names and energy.monitor is monitor and energy.meter is meter and not energy._owned
-    assert monitor.results["all@epoch0"]["steps"] == 4
-    assert "all@epoch0" in energy.summary["write"] and energy.summary["read"]["train"]
-    names = [type(c).__name__ for c in trainer.callbacks]
-    assert names.index("DeviceEnergyCallback") > max(names.index("AORMeter"), names.index("WeightTransitionMonitor"))
+    counts = energy.counts
+    assert monitor.layer_names and counts is monitor.counts is meter.counts
+    assert counts.transitions.driver is monitor and counts.activity.driver is meter and counts.pricers == [energy]
+    assert monitor.results["all@epoch0"].steps == 4
+    assert "all@epoch0" in energy.summary.write and energy.summary.read["train"]
+    assert trainer.callbacks[:3] == [energy, monitor, meter]
 
 
 def test_energy_callback_alone_runs_its_own_monitor_and_meter_once(one_thread, tmp_path):
@@ -396,16 +393,22 @@ def test_energy_callback_alone_runs_its_own_monitor_and_meter_once(one_thread, t
     )
     module = QuestModule(small_vgg(), timesteps=2, lr=0.05)
     data = DataLoader(_tiny_data(), batch_size=8)
-    trainer.fit(module, data, data)
+    with pytest.warns(UserWarning, match=r"left out of stages='paper': stage 'batches_96-105' starts at batch 96"):
+        trainer.fit(module, data, data)
     assert energy.device.name == "skmtj7"
-    assert [type(c).__name__ for c in energy._owned] == ["WeightTransitionMonitor", "AORMeter"]
-    assert "batches_1-10" in energy.summary["write"]  # the paper's first stage, cut short by the 4-batch epoch
-    assert energy.monitor.results["batches_1-10"]["steps"] == 4
-    trainer.validate(module, data)  # a second setup reuses the same helpers
-    assert len(energy._owned) == 2 and energy.meter is energy._owned[1]
-    assert len(energy.meter.history["val"]) == 2 and len(energy.summary["read"]["val"]) == 2
-    with open(os.path.join(str(tmp_path), SUMMARY_FILE)) as f:  # the stand-alone validation updated the file
-        assert len(json.load(f)["energy"]["read"]["val"]) == 2
+    counts = energy.counts
+    assert counts.transitions.driver is energy and counts.activity.driver is energy  # no hidden callbacks
+    assert trainer.callbacks[0] is energy and not any(isinstance(c, (AORMeter, WeightTransitionMonitor))
+                                                      for c in trainer.callbacks)  # fmt: skip
+    assert "batches_1-10" in energy.summary.write  # the paper's first stage, cut short by the 4-batch epoch
+    assert counts.transitions.results["batches_1-10"].steps == 4
+    assert "cut short" in counts.transitions.results["batches_1-10"].note
+    trainer.validate(module, data)  # a second setup reuses the same counts
+    assert energy.counts is counts and counts.activity.driver is energy
+    assert len(counts.activity.history["val"]) == 2 and len(energy.summary.read["val"]) == 2
+    summary = read_summary(os.path.join(str(tmp_path), SUMMARY_FILE))  # the stand-alone validation updated the file
+    assert len(summary.primary.read["val"]) == 2
+    assert {f.code for f in summary.flags} == {"stage_left_out"}
 
 
 def test_mid_epoch_validation_does_not_stop_the_training_count(one_thread, tmp_path):
@@ -420,6 +423,6 @@ def test_mid_epoch_validation_does_not_stop_the_training_count(one_thread, tmp_p
     trainer.fit(QuestModule(small_vgg(), timesteps=2, lr=0.05), data, DataLoader(_tiny_data(8), batch_size=4))
     assert len(meter.history["val"]) == 2
     record = meter.latest("train")
-    assert record["layers"][0]["samples"] == 32  # batches after the mid-epoch validation are counted too
-    assert record["timesteps"] == 2
-    assert all(not math.isnan(r["aor"]) for r in record["layers"])
+    assert record.layers[0].samples == 32  # batches after the mid-epoch validation are counted too
+    assert record.timesteps == 2
+    assert all(not math.isnan(r.aor) for r in record.layers)

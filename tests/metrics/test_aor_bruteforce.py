@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from quest_lightning.metrics import ActivationOperationRate, ann_ops, level_operation_counts
+from quest_lightning.metrics import ActivationOperationRate, LayerGeometry, ann_ops, level_operation_counts
 from quest_lightning.nn import QuantConv2d, QuantLinear
 
 T, B = 2, 3
@@ -132,22 +132,22 @@ def test_conv_level_counts_match_brute_force(name, bits):
     # ANN MACs by hand: k_h k_w * C_in/g * C_out * H_out * W_out
     kh, kw = layer.kernel_size
     by_hand = kh * kw * (layer.in_channels // layer.groups) * layer.out_channels * h_out * w_out
-    assert ann_ops(layer, (layer.in_channels, height, width)) == by_hand == macs
+    assert ann_ops(LayerGeometry.of(layer), (layer.in_channels, height, width)) == by_hand == macs
 
-    got = level_operation_counts(layer, counts, codes, qmax)
+    got = level_operation_counts(LayerGeometry.of(layer), counts, codes, qmax)
     assert got.dtype == torch.float64
     assert got.tolist() == [float(v) for v in levels]
     assert sum(levels) > 0 and effective > 0
 
-    meter = ActivationOperationRate(layer, qmax)
+    meter = ActivationOperationRate(LayerGeometry.of(layer), qmax)
     meter.update(counts, codes, rows, B)
     out = meter.compute()
-    assert out["level_ops"].tolist() == [float(v) for v in levels]
-    assert out["aor"].item() == pytest.approx(effective / (by_hand * T * B), rel=1e-12)
-    assert out["synaptic_rate"].item() == pytest.approx(sum(levels) / (by_hand * T * B), rel=1e-12)
-    assert out["level_ops_per_sample"].tolist() == pytest.approx([v / B for v in levels], rel=1e-12)
-    assert out["timesteps"].item() == pytest.approx(T)
-    assert out["ops"].item() == by_hand
+    assert out.level_ops.tolist() == [float(v) for v in levels]
+    assert out.aor.item() == pytest.approx(effective / (by_hand * T * B), rel=1e-12)
+    assert out.synaptic_rate.item() == pytest.approx(sum(levels) / (by_hand * T * B), rel=1e-12)
+    assert out.level_ops_per_sample.tolist() == pytest.approx([v / B for v in levels], rel=1e-12)
+    assert out.timesteps.item() == pytest.approx(T)
+    assert out.ops.item() == by_hand
 
 
 def test_conv_with_the_layers_own_codes_and_a_direct_coding_input():
@@ -164,11 +164,11 @@ def test_conv_with_the_layers_own_codes_and_a_direct_coding_input():
     codes = layer.codes
     assert len(codes.unique()) >= 5
     levels, effective, macs, _ = brute_force_conv(layer, x.contiguous(), codes, layer.qmax)
-    meter = ActivationOperationRate(layer, layer.qmax)
+    meter = ActivationOperationRate(LayerGeometry.of(layer), layer.qmax)
     meter.update(counts, codes, rows, B)
     out = meter.compute()
-    assert out["level_ops"].tolist() == [float(v) for v in levels]
-    assert out["aor"].item() == pytest.approx(effective / (macs * T * B), rel=1e-12)
+    assert out.level_ops.tolist() == [float(v) for v in levels]
+    assert out.aor.item() == pytest.approx(effective / (macs * T * B), rel=1e-12)
 
 
 @pytest.mark.parametrize("bits", [2, 3])
@@ -180,11 +180,12 @@ def test_linear_level_counts_match_brute_force(bits):
     assert rows == T * B and counts.shape == (13,)
     codes = _random_codes(layer.weight.shape, layer.qmax, seed=6)
     levels, effective, macs = brute_force_linear(x, codes, layer.qmax)
-    assert ann_ops(layer, (13,)) == macs == 13 * 7
-    assert level_operation_counts(layer, counts, codes, layer.qmax).tolist() == [float(v) for v in levels]
-    meter = ActivationOperationRate(layer, layer.qmax)
+    assert ann_ops(LayerGeometry.of(layer), (13,)) == macs == 13 * 7
+    geometry = LayerGeometry.of(layer)
+    assert level_operation_counts(geometry, counts, codes, layer.qmax).tolist() == [float(v) for v in levels]
+    meter = ActivationOperationRate(LayerGeometry.of(layer), layer.qmax)
     meter.update(counts, codes, rows, B)
-    assert meter.compute()["aor"].item() == pytest.approx(effective / (macs * T * B), rel=1e-12)
+    assert meter.compute().aor.item() == pytest.approx(effective / (macs * T * B), rel=1e-12)
 
 
 def test_meter_accumulates_over_batches_and_merges_like_ddp():
@@ -193,8 +194,8 @@ def test_meter_accumulates_over_batches_and_merges_like_ddp():
     layer = QuantConv2d(4, 6, 3, stride=2, padding=1, groups=2, bits=2)
     codes = _random_codes(layer.weight.shape, layer.qmax, seed=9)
     xs = [_spikes((T, B, 4, 5, 5), seed=s) for s in (10, 11)]
-    meters = [ActivationOperationRate(layer, layer.qmax) for _ in xs]
-    total = ActivationOperationRate(layer, layer.qmax)
+    meters = [ActivationOperationRate(LayerGeometry.of(layer), layer.qmax) for _ in xs]
+    total = ActivationOperationRate(LayerGeometry.of(layer), layer.qmax)
     for meter, x in zip(meters, xs, strict=True):
         layer.reset_recording()
         _, counts, rows = _record(layer, x)
@@ -203,12 +204,13 @@ def test_meter_accumulates_over_batches_and_merges_like_ddp():
     meters[0].merge_state(meters[1])  # what the sum reduction across ranks does
     levels, effective, macs, _ = brute_force_conv(layer, torch.cat(xs, 1), codes, layer.qmax)
     for out in (total.compute(), meters[0].compute()):
-        assert out["level_ops"].tolist() == [float(v) for v in levels]
-        assert out["aor"].item() == pytest.approx(effective / (macs * T * 2 * B), rel=1e-12)
-        assert out["samples"].item() == 2 * B
+        assert out.level_ops.tolist() == [float(v) for v in levels]
+        assert out.aor.item() == pytest.approx(effective / (macs * T * 2 * B), rel=1e-12)
+        assert out.samples.item() == 2 * B
 
 
 def test_full_precision_layer_is_not_supported_with_circular_padding():
     layer = nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular")
     with pytest.raises(ValueError, match="padding_mode"):
-        level_operation_counts(layer, torch.ones(2, 4, 4), torch.ones(2, 2, 3, 3, dtype=torch.int8), 1)
+        codes = torch.ones(2, 2, 3, 3, dtype=torch.int8)
+        level_operation_counts(LayerGeometry.of(layer), torch.ones(2, 4, 4), codes, 1)

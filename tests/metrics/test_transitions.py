@@ -51,7 +51,7 @@ def test_transition_counts_match_brute_force(bits):
     expected = brute_force_transitions(previous, current, qmax)
     got = transition_counts(previous, current, qmax)
     assert got.dtype == torch.int64 and got.tolist() == expected
-    assert transition_summary(got) == pytest.approx(brute_force_summary(expected))
+    assert transition_summary(got)._asdict() == pytest.approx(brute_force_summary(expected))
 
     meter = TransitionCounter(qmax)
     meter.update(previous, current)
@@ -183,7 +183,7 @@ def test_monitor_counts_equal_brute_force_over_captured_codes(case, one_thread):
             logged = logger.history[f"transitions/{key}/{name}/frozen_fraction"]
             assert [v for _, v in logged] == [pytest.approx(summary["frozen_fraction"])]
             # followed weights: their codes at the start of the stage and after every observed step
-            picked = monitor._indices[name]
+            picked = monitor.followed_weights[name]
             traj = torch.tensor(result["layers"][name]["trajectory"])
             assert traj.shape == (3, len(observed) + 1)
             assert traj.tolist() == torch.stack([t[picked] for t in trajectory]).T.tolist()

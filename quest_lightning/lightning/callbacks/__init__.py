@@ -1,7 +1,18 @@
-"""Lightning callbacks that attach QUEST's energy-aware analysis to any training run."""
+"""Lightning callbacks that attach QUEST's energy-aware analysis to any training run, over one shared set of counts."""
 
 from quest_lightning.lightning.callbacks.aor import AORMeter
+from quest_lightning.lightning.callbacks.counts import DegenerateRunError, RunCounts
 from quest_lightning.lightning.callbacks.energy import SUMMARY_FILE, DeviceEnergyCallback
-from quest_lightning.lightning.callbacks.transitions import PAPER_STAGES, Stage, WeightTransitionMonitor
+from quest_lightning.lightning.callbacks.stages import PAPER_STAGES, Stage
+from quest_lightning.lightning.callbacks.transitions import WeightTransitionMonitor
 
-__all__ = ["AORMeter", "DeviceEnergyCallback", "WeightTransitionMonitor", "Stage", "PAPER_STAGES", "SUMMARY_FILE"]
+__all__ = [
+    "AORMeter",
+    "DegenerateRunError",
+    "DeviceEnergyCallback",
+    "PAPER_STAGES",
+    "RunCounts",
+    "SUMMARY_FILE",
+    "Stage",
+    "WeightTransitionMonitor",
+]

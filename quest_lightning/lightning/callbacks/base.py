@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -12,6 +11,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.data import extract_batch_size
 from torch import Tensor
+from torchmetrics import Metric
 
 from quest_lightning.nn.layers import QuantLayerMixin
 
@@ -31,6 +31,14 @@ def layer_codes(layer: QuantLayerMixin) -> tuple[Tensor, int]:
     if layer.enabled:
         return layer.codes, layer.qmax
     return torch.sign(layer.weight.detach()).to(torch.int8), 1
+
+
+def compute_quietly(metric: Metric) -> Any:
+    """``metric.compute()`` without torchmetrics' "compute before update" warning: a meter restored from a checkpoint
+    holds its sums but has seen no ``update`` in this process. Emptiness is read from the computed sums."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*was called before the ``update`` method.*")
+        return metric.compute()
 
 
 def to_float(value: Tensor | float) -> float:
@@ -77,18 +85,57 @@ def run_dir(trainer: pl.Trainer) -> str:
     return str(trainer.default_root_dir)
 
 
-@rank_zero_only
-def write_json(path: str, payload: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
+# a driver's claim: the owning callback beats an energy callback given settings, which beats the defaults
+OWNER, CONFIGURED, DEFAULT = 2, 1, 0
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.tolist()
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+def metric_state(metric: Metric) -> dict[str, Tensor]:
+    """The metric's states summed over DDP ranks (every rank must call this together), on the CPU."""
+    with metric.sync_context(should_sync=metric.sync_on_compute):
+        return {k: v.detach().cpu().clone() for k, v in metric.state_dict().items()}
+
+
+def load_metric_state(metric: Metric, state: dict[str, Tensor], rank: int) -> Metric:
+    """Restore :func:`metric_state`: the global sums go to rank 0 only, so that the next sync counts them once."""
+    metric.load_state_dict(state)
+    if rank and metric.sync_on_compute:
+        metric.reset()
+    return metric.to(metric.device)  # loaded states arrive on the CPU
+
+
+class Part:
+    """What a part of the counts shares: its driver, the driver's claim and the settings it counts with."""
+
+    what = ""  # e.g. "transition stages"
+    owner = ""  # the callback that owns this part, e.g. "WeightTransitionMonitor"
+
+    def __init__(self, counts: Any) -> None:  # a RunCounts
+        self.counts = counts
+        self.driver: Any = None
+        self.priority = -1
+        self.settings: Any = None
+
+    def claim(self, driver: Any, settings: Any, priority: int) -> None:
+        """Make ``driver`` feed this part with ``settings``, unless a stronger claim holds it.
+
+        Raises:
+            ValueError: Two callbacks both set this part's settings (they must be given to one of them).
+        """
+        if self.driver is not None and self.driver is not driver and min(priority, self.priority) >= CONFIGURED:
+            if max(priority, self.priority) == OWNER:
+                raise ValueError(
+                    f"DeviceEnergyCallback(stages=...) and a {self.owner} both set the {self.what}; give them to the "
+                    f"{self.owner} only (DeviceEnergyCallback uses its stages)."
+                )
+            if settings != self.settings:
+                raise ValueError(
+                    f"two DeviceEnergyCallbacks set different {self.what}; give the stages to one of them, or to a "
+                    f"{self.owner} (every DeviceEnergyCallback prices the same counts)."
+                )
+        if self.driver is None or self.driver is driver or priority > self.priority:
+            self.driver, self.priority, self.settings = driver, priority, settings
+
+    @property
+    def rank(self) -> int:
+        trainer = self.counts.trainer
+        return int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0

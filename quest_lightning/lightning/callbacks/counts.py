@@ -1,0 +1,218 @@
+"""``RunCounts``: the one set of counts of a run, shared by the callbacks through the LightningModule.
+
+The counting (transition counters per stage, AOR and spike-rate meters per epoch, per-epoch training curves) lives in
+one :class:`RunCounts` attached to the LightningModule. Whichever callback needs it first creates it in ``setup``;
+the others find it. Each part has one *driver*, the callback whose hooks feed it: ``WeightTransitionMonitor`` drives
+the transition part and ``AORMeter`` the activity part; without them the first ``DeviceEnergyCallback`` drives them
+with their default settings. Every ``DeviceEnergyCallback`` reads the same counts, so several devices are priced
+from one counting pass per step. The driver of a part saves it in its checkpoint entry.
+
+Finishing an epoch or a stage is idempotent: the first callback that needs the result finishes it, whatever the
+order of the callbacks in the Trainer.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+
+from quest_lightning.lightning.callbacks.activity_counts import ActivityCounts
+from quest_lightning.lightning.callbacks.base import OWNER
+from quest_lightning.lightning.callbacks.transition_counts import TransitionCounts
+from quest_lightning.nn.inspect import require_quantized_layers
+from quest_lightning.summary import EpochCurve, Flag, RunSummary
+
+__all__ = ["DegenerateRunError", "PartOwner", "RunCounts"]
+
+
+class DegenerateRunError(RuntimeError):
+    """The run produced numbers the analysis cannot count (a NaN loss, non-finite weights): it stops here."""
+
+
+class RunCounts:
+    """The shared counts of one Trainer's run on one LightningModule (see the module docstring).
+
+    Attributes:
+        transitions: The transition part (:class:`TransitionCounts`).
+        activity: The activity part (:class:`ActivityCounts`).
+        curves: One :class:`~quest_lightning.summary.EpochCurve` per finished training epoch.
+        pricers: The ``DeviceEnergyCallback`` s reading these counts, in ``setup`` order.
+    """
+
+    ATTRIBUTE = "_quest_run_counts"
+
+    def __init__(self, trainer: pl.Trainer) -> None:
+        self._trainer = weakref.ref(trainer)
+        self.layers: list[tuple[str, Any]] = []
+        self.transitions = TransitionCounts(self)
+        self.activity = ActivityCounts(self)
+        self.curves: list[EpochCurve] = []
+        self.curves_driver: Any = None
+        self.pricers: list[Any] = []
+        self._checked: tuple[int, int, int] | None = None
+        self._rates: tuple[int, tuple[float, ...]] | None = None  # the learning rates an epoch started with
+
+    @property
+    def trainer(self) -> pl.Trainer | None:
+        """The Trainer these counts belong to (``None`` once it is gone)."""
+        return self._trainer()
+
+    @classmethod
+    def find(cls, pl_module: pl.LightningModule) -> RunCounts | None:
+        """The counts attached to ``pl_module``, if any."""
+        return pl_module.__dict__.get(cls.ATTRIBUTE)
+
+    @classmethod
+    def attach(cls, trainer: pl.Trainer, pl_module: pl.LightningModule, who: str) -> RunCounts:
+        """The counts of ``trainer``'s run on ``pl_module``: found, or created and attached (a new Trainer starts
+        new counts).
+
+        Raises:
+            ValueError: ``pl_module`` has no quantized layer (the message, naming ``who``, says what to change).
+        """
+        layers = require_quantized_layers(pl_module, who)
+        counts = cls.find(pl_module)
+        if counts is None or counts.trainer is not trainer:
+            counts = cls(trainer)
+            pl_module.__dict__[cls.ATTRIBUTE] = counts  # not a submodule: the model's state_dict stays the model's
+        counts.layers = layers
+        counts.transitions.bind(pl_module)
+        counts.activity.bind(pl_module)
+        return counts
+
+    # ----------------------------------------------------------------------------------------------------------------
+    def check_finite(self, trainer: pl.Trainer, outputs: Any = None, batch_idx: int | None = None) -> None:
+        """Stop the analysis at the first counted step whose loss or weights are not finite (one host sync).
+
+        Raises:
+            DegenerateRunError: Naming the step, the epoch, the batch and the loss or the layers at fault.
+        """
+        key = (trainer.current_epoch, trainer.global_step, -1 if batch_idx is None else batch_idx)
+        if key == self._checked:
+            return
+        self._checked = key
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        loss = loss.detach() if isinstance(loss, Tensor) else None
+        tensors = [layer.weight.detach() for _, layer in self.layers] + [loss] * (loss is not None)
+        if bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            return
+        faults = []
+        if loss is not None and not bool(torch.isfinite(loss).all()):
+            faults.append(f"the training loss is {float(loss.float().mean())}")
+        for name, layer in self.layers:
+            w = layer.weight.detach()
+            nan, inf = int(torch.isnan(w).sum()), int(torch.isinf(w).sum())
+            if nan or inf:
+                faults.append(f"layer {name!r} has {nan} NaN and {inf} infinite weights")
+        where = f"epoch {trainer.current_epoch}" + ("" if batch_idx is None else f", batch {batch_idx + 1}")
+        raise DegenerateRunError(
+            f"step {trainer.global_step} ({where}): {'; '.join(faults)}. The analysis stops here: the codes of "
+            "non-finite weights read as 0 and their changes as writes, so every count would be wrong. Lower the "
+            "learning rate, check the data and the loss, or resume from a checkpoint taken before this step."
+        )
+
+    @staticmethod
+    def _learning_rates(trainer: pl.Trainer) -> tuple[float, ...]:
+        return tuple(float(group["lr"]) for opt in trainer.optimizers for group in opt.param_groups)
+
+    def note_learning_rates(self, trainer: pl.Trainer) -> None:
+        """Keep the learning rates the epoch trains with (read at its first batch: an epoch-interval scheduler steps
+        before the epoch-end hooks run)."""
+        if self._rates is None or self._rates[0] != trainer.current_epoch:
+            self._rates = (trainer.current_epoch, self._learning_rates(trainer))
+
+    def record_curve(self, trainer: pl.Trainer) -> None:
+        """Keep the epoch's scalars of ``trainer.callback_metrics`` and its learning rates (once per epoch)."""
+        epoch = trainer.current_epoch
+        if self.curves and self.curves[-1].epoch >= epoch:
+            return
+        metrics = {}
+        for key, value in trainer.callback_metrics.items():
+            if isinstance(value, Tensor) and value.numel() == 1 and math.isfinite(float(value)):
+                metrics[key] = float(value)
+        rates = self._rates[1] if self._rates and self._rates[0] == epoch else self._learning_rates(trainer)
+        self.curves.append(EpochCurve(epoch=epoch, step=trainer.global_step, metrics=metrics, learning_rates=rates))
+
+    def curves_state(self) -> list[dict[str, Any]]:
+        return [c.to_dict() for c in self.curves]
+
+    def load_curves(self, state: list[dict[str, Any]]) -> None:
+        self.curves = [EpochCurve.from_dict(c) for c in state]
+
+    # ----------------------------------------------------------------------------------------------------------------
+    def flags(self) -> tuple[Flag, ...]:
+        """What a reader must see next to the figures: empty and silent epochs, stages left out of a preset."""
+        out = [Flag("stage_left_out", msg, stage=name) for name, msg in self.transitions.left_out.items()]
+        for stage, records in self.activity.history.items():
+            for r in records:
+                if r.empty is not None:
+                    out.append(Flag("empty_epoch", f"{stage} epoch {r.epoch}: {r.empty}", stage, r.epoch))
+                elif r.silent:
+                    msg = (
+                        f"{stage} epoch {r.epoch}: no neuron fired and no spike reached an inner layer; the energy "
+                        "ratios of this epoch are the cost of a dead network, not a saving"
+                    )
+                    out.append(Flag("silent_network", msg, stage, r.epoch))
+        return tuple(out)
+
+    def run_summary(self) -> RunSummary:
+        """The typed run record of everything counted and priced so far."""
+        devices = tuple(p.summary for p in self.pricers if p.summary is not None)
+        return RunSummary(
+            bits=devices[0].bits if devices else None,
+            activity={s: tuple(h) for s, h in self.activity.history.items()},
+            transitions=dict(self.transitions.results),
+            devices=devices,
+            curves=tuple(self.curves),
+            flags=self.flags(),
+        )
+
+
+class PartOwner(Callback):
+    """A callback that owns one part of the counts (``part`` is ``"transitions"`` or ``"activity"``) and drives it.
+
+    Its ``state_dict`` is the part's; loaded before ``setup`` (a bare ``load_state_dict``), the state is kept and
+    applied once the part exists."""
+
+    part_name = ""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.counts: RunCounts | None = None
+        self._pending: dict[str, Any] | None = None
+
+    @property
+    def part(self) -> Any:
+        """This callback's part of the shared counts (``None`` before ``setup``)."""
+        return getattr(self.counts, self.part_name) if self.counts is not None else None
+
+    def _drives(self) -> bool:
+        return self.part is not None and self.part.driver is self
+
+    def _part_class(self) -> type:
+        return TransitionCounts if self.part_name == "transitions" else ActivityCounts
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.counts = RunCounts.attach(trainer, pl_module, type(self).__name__)
+        self.part.claim(self, self.settings, OWNER)
+        if self._pending is not None:
+            self.part.load_state_dict(self._pending)
+            self._pending = None
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._drives():
+            return self.part.state_dict()
+        return self._pending or self._part_class().initial_state(self.settings)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._part_class().check_state(state_dict, self.settings)
+        if self._drives():
+            self.part.load_state_dict(state_dict)
+        else:
+            self._pending = state_dict

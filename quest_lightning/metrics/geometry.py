@@ -1,0 +1,158 @@
+"""The shape of a synaptic layer as numbers: what the operation counts need, without holding the module.
+
+A meter that kept the ``nn.Module`` would hold the model's parameters and could not be checkpointed or rebuilt on
+its own; :class:`LayerGeometry` is a frozen, validated record of the convolution (or linear map) arithmetic instead.
+
+>>> from torch import nn
+>>> g = LayerGeometry.of(nn.Conv2d(3, 8, 3, stride=2, padding=1))
+>>> g.output_size(32, 32), g.ops((3, 32, 32))
+((16, 16), 55296)
+>>> LayerGeometry.of(nn.Linear(128, 10)).ops((128,))
+1280
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+__all__ = ["LayerGeometry", "ann_ops"]
+
+Kind = Literal["conv2d", "linear"]
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Geometry of a 2-D convolution or a linear layer.
+
+    Attributes:
+        kind: ``"conv2d"`` or ``"linear"``.
+        in_channels: Input channels (input features of a linear layer).
+        out_channels: Output channels (output features of a linear layer).
+        kernel_size: ``(k_h, k_w)``; ``(1, 1)`` for a linear layer.
+        stride: ``(s_h, s_w)``.
+        padding: Zero padding ``(top, bottom, left, right)``, already resolved (``"same"`` pads
+            :math:`d(k-1)` in total, the extra one at the bottom/right, as PyTorch does).
+        dilation: ``(d_h, d_w)``.
+        groups: Convolution groups; ``in_channels`` and ``out_channels`` are multiples of it.
+
+    Raises:
+        ValueError: On an unknown ``kind``, a non-positive size, a negative padding or ``groups`` that does not
+            divide both channel counts (the message names the field and the value).
+    """
+
+    kind: Kind
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("conv2d", "linear"):
+            raise ValueError(f"LayerGeometry.kind={self.kind!r} is unknown: use 'conv2d' or 'linear'.")
+        for name in ("in_channels", "out_channels", "groups"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LayerGeometry.{name}={value!r} is invalid: expected a positive integer.")
+        for name, length, low in (("kernel_size", 2, 1), ("stride", 2, 1), ("dilation", 2, 1), ("padding", 4, 0)):
+            value = getattr(self, name)
+            ok = isinstance(value, tuple) and len(value) == length
+            if not ok or any(isinstance(v, bool) or not isinstance(v, int) or v < low for v in value):
+                raise ValueError(
+                    f"LayerGeometry.{name}={value!r} is invalid: expected a tuple of {length} integers >= {low}."
+                )
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"LayerGeometry.groups={self.groups} must divide in_channels={self.in_channels} and "
+                f"out_channels={self.out_channels}."
+            )
+        if self.kind == "linear" and (self.kernel_size, self.stride, self.padding, self.dilation, self.groups) != (
+            (1, 1),
+            (1, 1),
+            (0, 0, 0, 0),
+            (1, 1),
+            1,
+        ):
+            raise ValueError("a linear LayerGeometry has no kernel, stride, padding, dilation or groups to set.")
+
+    @classmethod
+    def of(cls, layer: nn.Module) -> LayerGeometry:
+        """The geometry of an ``nn.Conv2d`` or ``nn.Linear`` (or a subclass such as ``QuantConv2d``).
+
+        Raises:
+            TypeError: ``layer`` is neither.
+            ValueError: A convolution whose ``padding_mode`` is not ``"zeros"`` (its padded positions would be real
+                inputs, which the counts do not model).
+        """
+        if isinstance(layer, nn.Conv2d):
+            if layer.padding_mode != "zeros":
+                raise ValueError(
+                    f"padding_mode={layer.padding_mode!r} is not supported by the AOR count (padded positions would "
+                    "be real inputs); use padding_mode='zeros'."
+                )
+            kernel, dilation = _pair(layer.kernel_size), _pair(layer.dilation)
+            if isinstance(layer.padding, str):  # "same" or "valid"
+                pads = []
+                for k, d in zip(kernel, dilation, strict=True):
+                    total = d * (k - 1) if layer.padding == "same" else 0
+                    pads += [total // 2, total - total // 2]
+                padding = (pads[0], pads[1], pads[2], pads[3])
+            else:
+                ph, pw = _pair(layer.padding)
+                padding = (ph, ph, pw, pw)
+            return cls(
+                "conv2d",
+                int(layer.in_channels),
+                int(layer.out_channels),
+                kernel,
+                _pair(layer.stride),
+                padding,
+                dilation,
+                int(layer.groups),
+            )
+        if isinstance(layer, nn.Linear):
+            return cls("linear", int(layer.in_features), int(layer.out_features))
+        raise TypeError(f"LayerGeometry.of supports nn.Conv2d and nn.Linear, got {type(layer).__name__}.")
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the layer's weight: ``[C_out, C_in/g, k_h, k_w]`` or ``[f_out, f_in]``."""
+        if self.kind == "linear":
+            return (self.out_channels, self.in_channels)
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Output height and width for an ``height × width`` input (a convolution only)."""
+        top, bottom, left, right = self.padding
+        sizes = []
+        for size, lo, hi, k, s, d in zip(
+            (height, width), (top, left), (bottom, right), self.kernel_size, self.stride, self.dilation, strict=True
+        ):
+            sizes.append((size + lo + hi - d * (k - 1) - 1) // s + 1)
+        return sizes[0], sizes[1]
+
+    def ops(self, input_shape: tuple[int, ...]) -> int:
+        """Multiply-accumulates for one sample and one time step (the ANN-equivalent operation count).
+
+        A conv: :math:`k_h k_w \\cdot (C_{in}/g) \\cdot C_{out} \\cdot H_{out} W_{out}`; a linear:
+        :math:`f_{in} f_{out}`. ``input_shape`` is the per-sample input shape (``[C, H, W]`` or ``[F]``).
+        """
+        if self.kind == "linear":
+            return self.in_channels * self.out_channels
+        h_out, w_out = self.output_size(input_shape[-2], input_shape[-1])
+        return math.prod(self.kernel_size) * (self.in_channels // self.groups) * self.out_channels * h_out * w_out
+
+
+def ann_ops(geometry: LayerGeometry, input_shape: tuple[int, ...]) -> int:
+    """:meth:`LayerGeometry.ops`: the layer's ANN MACs for one sample and one time step."""
+    return geometry.ops(input_shape)
