@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from quest_lightning.functional.grid import check_bits
+from quest_lightning.functional.grid import check_quant_bits
 from quest_lightning.functional.integer import IntegerNeuronProgram, integer_neuron_program
 from quest_lightning.functional.neuron import MembraneQuant, NeuronParams, neuron_step
 from quest_lightning.functional.quantize import alpha_grad_scale
@@ -68,7 +68,7 @@ class QuantNeuron(nn.Module):
     def _init_neuron(self, *, spike_fn: SpikeFn, params: NeuronParams, mem_bits: int | None = None) -> None:
         self.spike_fn = spike_fn
         self._params = params
-        self.mem_bits = None if mem_bits is None else check_bits(mem_bits, name="mem_bits")
+        self.mem_bits = None if mem_bits is None else check_quant_bits(mem_bits, name="mem_bits", what="the membrane")
         self._scale_source: list[QuantLayerMixin] = []  # a list keeps the layer out of this module's children
         self.record = False
         self.spike_count: Tensor | None = None
