@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from spikingjelly.activation_based.base import MemoryModule
 from torch import Tensor, nn
 
 from quest_lightning.functional.grid import check_bits
 from quest_lightning.functional.quantize import check_alpha_init
 from quest_lightning.nn.layers import QuantConv2d, QuantLinear
-from quest_lightning.nn.neurons import QuantNeuron, make_neuron
+from quest_lightning.nn.neurons import QuantLeaky, QuantNeuron, make_neuron
 
 VGG_CONFIGS: dict[str, tuple[list[int | str], list[int]]] = {
     "vgg6": ([64, "P", 128, 128, "P"], [4096, 4096]),
@@ -55,7 +56,15 @@ class TimeSharedDropout(nn.Module):
 
 
 class SpikingBlock(nn.Module):
-    """Synaptic layer → optional BatchNorm → neuron → optional pool → optional dropout, on ``[T, B, ...]``."""
+    """Synaptic layer → optional BatchNorm → neuron → optional pool → optional dropout, on ``[T, B, ...]``.
+
+    The neuron is called as a module, so that forward hooks, SpikingJelly's monitors and its op counters see it, in
+    its library's convention: a multi-step neuron (SpikingJelly's with ``step_mode="m"``, or a registered back-end's)
+    once on the whole ``[T, B, ...]`` sequence; a single-step one once per time step (snnTorch's ``Leaky`` with its
+    membrane passed explicitly, a SpikingJelly neuron with ``step_mode="s"`` with its own). Either way the scan starts
+    from a zero state and the neuron holds no state afterwards (a block is a function of its input, as before; no
+    ``reset_net`` between batches is needed).
+    """
 
     def __init__(
         self,
@@ -73,12 +82,33 @@ class SpikingBlock(nn.Module):
         y = self.layer(x)
         if self.norm is not None:
             y = self.norm(y.flatten(0, 1)).unflatten(0, y.shape[:2])
-        s = self.neuron.multi_step(y)[0]
+        s = self._fire(y)
         if self.pool is not None:
             s = self.pool(s.flatten(0, 1)).unflatten(0, s.shape[:2])
         if self.dropout is not None:
             s = self.dropout(s)
         return s
+
+    def _fire(self, y: Tensor) -> Tensor:
+        """The neuron module on the currents ``y`` (``[T, B, ...]``), from a zero state: the spikes ``[T, B, ...]``."""
+        neuron = self.neuron
+        memory = isinstance(neuron, MemoryModule)  # SpikingJelly's: the state lives in the module (``v``)
+        if isinstance(neuron, QuantLeaky):  # snnTorch's Leaky: one call per step, the membrane passed explicitly
+            mem, spikes = torch.zeros_like(y[0]), []
+            for y_t in y.unbind(0):
+                s_t, mem = neuron(y_t, mem)
+                spikes.append(s_t)
+            neuron.reset_mem()
+            return torch.stack(spikes)
+        if memory:
+            neuron.reset()
+        if getattr(neuron, "step_mode", "m") == "s":  # a single-step SpikingJelly neuron: one call per step
+            out = torch.stack([neuron(y_t) for y_t in y.unbind(0)])
+        else:  # multi-step: one call on the sequence (SpikingJelly's step_mode="m", a registered back-end's neuron)
+            out = neuron(y)
+        if memory:
+            neuron.reset()
+        return out
 
 
 class SpikingVGG(nn.Module):
