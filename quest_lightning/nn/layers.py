@@ -37,6 +37,13 @@ from spikingjelly.activation_based.base import StepModule
 from torch import Tensor, nn
 
 from quest_lightning.functional.grid import check_bits, check_quant_bits, num_levels, qmax
+from quest_lightning.functional.intmm import (
+    guarded_step,
+    integer_products_supported,
+    spike_conv,
+    spike_linear,
+    spikes_int8,
+)
 from quest_lightning.functional.quantize import (
     AlphaInit,
     Transform,
@@ -52,6 +59,9 @@ from quest_lightning.nn.scale import keep_scale_positive, project_scale_, track_
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+
+_SUM_BLOCK = 1 << 18
+"""Elements per row block of :meth:`QuantLayerMixin.record_input`'s float64 sums."""
 
 InputKind = Literal["auto", "spikes", "analog"]
 INPUT_KINDS: tuple[str, ...] = ("auto", "spikes", "analog")
@@ -69,8 +79,10 @@ class QuantOptions(TypedDict, total=False):
         alpha_init: :math:`\\alpha_0`, ``"mint"`` (:math:`2\\overline{|W|}/\\sqrt{Q_b}`, MINT's) or ``"range"`` (the
             99.9th percentile of :math:`|T(W)|`); see :func:`~quest_lightning.functional.quantize.initial_alpha`
             ["mint"].
-        input_kind: what the layer's input is, for the operation counts: ``"auto"`` (decided from what was recorded:
-            analog as soon as one input element is neither 0 nor 1), ``"spikes"`` or ``"analog"`` ["auto"].
+        input_kind: what the layer's input is: ``"auto"`` (for the operation counts, decided from what was recorded:
+            analog as soon as one input element is neither 0 nor 1), ``"spikes"`` (0/1 spikes, a promise: counted as
+            spikes, and the forward product taken in exact integers where it can be, see
+            :meth:`QuantLayerMixin.takes_integer_product`) or ``"analog"`` ["auto"].
     """
 
     bits: int
@@ -98,7 +110,12 @@ class QuantLayerMixin(StepModule):
     weight: nn.Parameter
     feature_dims: ClassVar[int]
     weight_perturbation: Callable[[Tensor, Tensor], Tensor] | None = None
-    """Optional ``hook(w_q, codes) -> w`` applied after quantization (device non-idealities); ``None``: off."""
+    """Optional ``hook(w_q, codes) -> w`` applied after quantization (device non-idealities); ``None``: off. While
+    it is set the forward product is the float one (the weights are off the grid)."""
+    integer_products: bool = True
+    """Take the forward product of 0/1 spikes and the integer codes in integer arithmetic where it applies (exact,
+    see :mod:`quest_lightning.functional.intmm` and :meth:`takes_integer_product`); ``False``: always the float
+    product."""
     _step_mode: str | None = None  # declared step mode; None: follow each input
     _input_step_mode: str = "s"  # the layout of the last input
 
@@ -244,8 +261,12 @@ class QuantLayerMixin(StepModule):
 
     @property
     def input_kind(self) -> InputKind:
-        """What the input is, for the operation counts: ``"auto"`` (decided from what was recorded, see
-        :func:`~quest_lightning.nn.inspect.input_kind_of`), ``"spikes"`` or ``"analog"`` (a user's override)."""
+        """What the input is: ``"auto"`` (for the operation counts, decided from what was recorded, see
+        :func:`~quest_lightning.nn.inspect.input_kind_of`), ``"spikes"`` or ``"analog"`` (a declaration that
+        overrides the record). ``"spikes"`` also lets the forward product be taken in integers
+        (:meth:`takes_integer_product`): declare it only where the input is 0/1 by construction (after a spiking
+        neuron and max pooling, not after average pooling or dropout), since a quantized layer's integer product of
+        an input that is not 0/1 is NaN."""
         return self._input_kind
 
     @input_kind.setter
@@ -290,6 +311,10 @@ class QuantLayerMixin(StepModule):
         as in a conv (one image per row) or a linear layer on ``[T, B, F]``; a linear layer applied to ``N`` vectors
         per sample (``[T, B, N, F]``) counts ``N`` rows per sample. An input repeated over time as a stride-0 view
         (direct coding) is counted once and multiplied by ``T``.
+
+        The float64 sums go through row blocks of about :data:`_SUM_BLOCK` elements, each converted to float64 in
+        cache (one ``sum(dtype=float64)`` over the whole input reduces several times slower on the CPU); the
+        non-binary elements are counted with ``count_nonzero`` (a boolean ``sum`` is several times slower there).
         """
         x = x.detach()
         lead = x.dim() - self.feature_dims
@@ -304,8 +329,10 @@ class QuantLayerMixin(StepModule):
             self.input_counts = torch.zeros(features, dtype=torch.float64, device=x.device)
             self.nonbinary_inputs = torch.zeros((), dtype=torch.int64, device=x.device)
         flat = x.reshape(-1, *features)
-        sums = flat.sum(0, dtype=torch.float64)
-        nonbinary = torch.logical_and(flat != 0, flat != 1).sum()
+        sums = torch.zeros(features, dtype=torch.float64, device=x.device)
+        for block in flat.split(max(1, _SUM_BLOCK // max(math.prod(features), 1))):
+            sums += block.to(torch.float64).sum(0)
+        nonbinary = torch.count_nonzero(torch.logical_and(flat != 0, flat != 1))
         if repeats != 1:
             sums, nonbinary = sums * repeats, nonbinary * repeats
         self.input_counts += sums
@@ -317,22 +344,53 @@ class QuantLayerMixin(StepModule):
     def forward(self, x: Tensor) -> Tensor:
         """``[B, ...]`` or ``[T, B, ...]`` input through the (quantized) weight; records ``x`` if asked.
 
-        An input repeated over time as a stride-0 view is computed once and the output expanded.
+        Spike input meets the integer codes in an exact integer product where :meth:`takes_integer_product` allows
+        it, and the weight :math:`W_q` in a float product otherwise. An input repeated over time as a stride-0 view is
+        computed once and the output expanded.
         """
         self._check_input(x)
         self._check_step_mode(x)
         w = self.quantized_weight()
+        repeated = _is_repeated_over_time(x, self.feature_dims)
+        x_once = x[0] if repeated else x
         if self.record:
             self.record_input(x)
-        if _is_repeated_over_time(x, self.feature_dims):
-            y = self._apply_weight(x[0], w)
-            return y.unsqueeze(0).expand(x.shape[0], *y.shape)
-        return self._apply_weight(x, w)
+        if self.takes_integer_product(x_once, w):
+            xi, valid = spikes_int8(x_once)
+            y = self._apply_codes(x_once, xi, w, guarded_step(self.alpha.detach() / self.qmax, valid))
+        else:
+            y = self._apply_weight(x_once, w)
+        return y.unsqueeze(0).expand(x.shape[0], *y.shape) if repeated else y
+
+    def takes_integer_product(self, x: Tensor, w: Tensor) -> bool:
+        """Whether this call's product is taken in integers (decided from what the layer knows, reading no tensor).
+
+        That needs :attr:`integer_products`, quantized weights that the forward pass uses unchanged (``w`` is
+        :math:`\\hat w\\,\\alpha/Q_b`: no ``weight_perturbation``), an input declared to be spikes
+        (``input_kind="spikes"``, which :class:`~quest_lightning.nn.vgg.SpikingVGG` sets where a neuron feeds the
+        layer), a layer the integer kernels cover (a linear layer, or a zero-padded ungrouped convolution), and what
+        :func:`~quest_lightning.functional.intmm.integer_products_supported` asks (the CPU, float32, no autocast, no
+        overflow). The declaration is checked on the device, exactly: an input that is not 0/1 makes every output of
+        the call NaN (:func:`~quest_lightning.functional.intmm.guarded_step`), never a silently wrong number.
+        """
+        if not (self.integer_products and self.enabled and self.weight_perturbation is None):
+            return False
+        if self.input_kind != "spikes" or not self._integer_kernel_covers():
+            return False
+        return integer_products_supported(x, w, self.qmax, self.weight[0].numel())
+
+    def _integer_kernel_covers(self) -> bool:
+        return True
 
     def _check_input(self, x: Tensor) -> None:
         raise NotImplementedError
 
     def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _apply_codes(self, x: Tensor, xi: Tensor, w: Tensor, step: Tensor) -> Tensor:
+        """The product of 0/1 ``x`` (``xi`` its ``int8`` copy) in integers, scaled by ``step``; gradients reach ``w``
+        as in :meth:`_apply_weight`."""
         raise NotImplementedError
 
     def reset_recording(self) -> None:
@@ -364,6 +422,16 @@ class _QuantConvMixin(QuantLayerMixin):
         if x.dim() == self.feature_dims + 1:
             return self._conv_forward(x, w, self.bias)
         return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
+
+    def _integer_kernel_covers(self) -> bool:
+        return self.groups == 1 and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+
+    def _apply_codes(self, x: Tensor, xi: Tensor, w: Tensor, step: Tensor) -> Tensor:
+        conv = (self.stride, self.padding, self.dilation)
+        if x.dim() == self.feature_dims + 1:
+            return spike_conv(x, xi, w, self.codes, step, self.bias, *conv)
+        y = spike_conv(x.flatten(0, 1), xi.flatten(0, 1), w, self.codes, step, self.bias, *conv)
+        return y.unflatten(0, x.shape[:2])
 
 
 class QuantConv1d(_QuantConvMixin, nn.Conv1d):
@@ -489,6 +557,9 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
 
     def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
         return F.linear(x, w, self.bias)
+
+    def _apply_codes(self, x: Tensor, xi: Tensor, w: Tensor, step: Tensor) -> Tensor:
+        return spike_linear(x, xi, w, self.codes, step, self.bias)
 
 
 QuantLayer = QuantConv1d | QuantConv2d | QuantLinear

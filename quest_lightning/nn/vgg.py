@@ -188,27 +188,32 @@ class SpikingVGG(nn.Module):
         quant = dict(bits=bits, transform=transform, alpha_init=alpha_init)
         blocks: list[SpikingBlock] = []
         channels, size, first = in_channels, image_size, True
+        # what the next layer sees: the encoder's output for the first ("auto", counted from what it records), then
+        # spikes, unless average pooling or dropout made them graded
+        kind = "auto"
         for i, item in enumerate(config):
             if item == "P":
                 continue
             if not isinstance(item, int) or item < 1:
                 raise ValueError(f"config[{i}]={item!r} must be a positive conv width or 'P'.")
             pooled = i + 1 < len(config) and config[i + 1] == "P"
-            layer = QuantConv2d(
-                channels, item, 3, padding=1, enabled=quantize and (quantize_first or not first), **quant
-            )
+            enabled = quantize and (quantize_first or not first)
+            layer = QuantConv2d(channels, item, 3, padding=1, enabled=enabled, input_kind=kind, **quant)
             pool_mod = (nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2)) if pooled else None
             blocks.append(SpikingBlock(layer, neuron_(), nn.BatchNorm2d(item) if batch_norm else None, pool_mod))
             channels, size, first = item, size // 2 if pooled else size, False
+            kind = "auto" if pooled and pool == "avg" else "spikes"
         features = channels * size * size
         for width in fc:
             drop = TimeSharedDropout(dropout) if dropout > 0 else None
-            fc_layer = QuantLinear(features, width, enabled=quantize, **quant)
+            fc_layer = QuantLinear(features, width, enabled=quantize, input_kind=kind, **quant)
             blocks.append(SpikingBlock(fc_layer, neuron_(), dropout=drop))
-            features = width
+            features, kind = width, "auto" if drop is not None else "spikes"
         self.features = nn.ModuleList(b for b in blocks if isinstance(b.layer, QuantConv2d))
         self.classifier = nn.ModuleList(b for b in blocks if isinstance(b.layer, QuantLinear))
-        self.readout = QuantLinear(features, num_classes, enabled=quantize and quantize_readout, **quant)
+        self.readout = QuantLinear(
+            features, num_classes, enabled=quantize and quantize_readout, input_kind=kind, **quant
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 5:
