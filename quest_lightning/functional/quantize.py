@@ -240,15 +240,24 @@ def mint_kernel_vjp(
     dot_u = torch.zeros((), dtype=torch.float64, device=x.device)
     grad_chunks = _chunks(grad.contiguous())
     out_chunks = _chunks(grad_x) if grad_x is not None else [None] * len(grad_chunks)
+    # |u| <= 1 as one fused op: clamp's pass-through test with the bounds moved one float outward, so that the
+    # strict comparisons of hardtanh_backward include -1 and 1 exactly as |u| <= 1 does
+    below, above = _outside_unit(x.dtype)
     for xs, gs, cs, gx in zip(_chunks(x), grad_chunks, _chunks(codes), out_chunks, strict=True):
         t = torch.tanh(xs) if tanh else xs
         u = t / alpha
-        g_in = gs * (u.abs() <= 1.0)
+        g_in = torch.ops.aten.hardtanh_backward(gs, u, below, above)  # g m
         if gx is not None:
-            torch.mul(g_in, torch.mul(t, t).neg_().add_(1.0), out=gx) if tanh else gx.copy_(g_in)  # g m (1 - t^2)
+            gx.copy_(torch.ops.aten.tanh_backward(g_in, t) if tanh else g_in)  # g m (1 - t^2), as tanh's autograd
         dot_r += torch.dot(gs, cs.to(gs.dtype))
         dot_u += torch.dot(g_in, u)
     return grad_x, dot_r / q - dot_u
+
+
+def _outside_unit(dtype: torch.dtype) -> tuple[float, float]:
+    """The floats of ``dtype`` next to -1 and 1 outward: :math:`-1 - \\epsilon_-` and :math:`1 + \\epsilon`."""
+    one = torch.ones((), dtype=dtype)
+    return float(torch.nextafter(-one, -2 * one)), float(torch.nextafter(one, 2 * one))
 
 
 def lsq_alpha_grad(grad_alpha: Tensor, grad_scale: float | None, alpha: Tensor) -> Tensor:
