@@ -195,13 +195,13 @@ def assert_exact_products(args, device: torch.device) -> str:
         ref = F.linear(x.double(), layer.codes.double() * (layer.alpha.detach() / layer.qmax).double())
         checked.append((type(layer).__name__, y, ref))
     for name, y, ref in checked:
-        if not torch.equal(y, ref.float()):
+        if _took_integer_path(y) and not torch.equal(y, ref.float()):
             raise AssertionError(f"{name}: the layer's output differs from the float64 product rounded to float32")
         integer += _took_integer_path(y)
     if integer == len(checked):
         return f"Exact: {len(checked)} quantized layers, integer products equal to the float64 product (asserted)."
-    if integer == 0 and device.type != "cpu":
-        return f"Exact: no integer path on {device.type}; {len(checked)} layers take float products."
+    if integer == 0 and device.type != "cpu":  # the integer path runs on the CPU only: nothing to assert elsewhere
+        return f"Exact: no integer path on {device.type}; its {len(checked)} quantized layers take float products."
     raise AssertionError(f"only {integer} of {len(checked)} quantized layers took the integer path on {device}")
 
 
