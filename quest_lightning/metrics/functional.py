@@ -40,6 +40,10 @@ __all__ = [
     "activation_operation_rate",
     "level_operation_counts",
     "spike_rate",
+    "TransitionChanges",
+    "histogram",
+    "level_counts",
+    "transition_changes",
     "transition_counts",
     "transition_summary",
     "weight_input_sums",
@@ -164,51 +168,110 @@ def weight_sparsity(codes: Tensor) -> Tensor:
 
 
 # --- exact AOR ------------------------------------------------------------------------------------------------------
-def weight_input_sums(geometry: LayerGeometry, input_counts: Tensor) -> Tensor:
-    """:math:`G`, shaped like the weight: for every weight, the input count it meets summed over output positions."""
-    counts = input_counts.to(torch.float64)
+FLOAT32_EXACT = 2**24  # every integer up to 2**24 is a float32
+
+
+def histogram(index: Tensor, bins: int) -> Tensor:
+    """How often each of ``0 .. bins - 1`` occurs in ``index`` (``int64 [bins]``), exactly and with no host
+    synchronisation.
+
+    ``torch.bincount`` on the CPU. On other devices ``torch.bincount`` reads its input's range on the host, so this
+    counts with ``torch.histc`` over ``float32`` chunks of at most :math:`2^{24}` elements (each chunk's counts are
+    exact ``float32`` integers) and adds the chunks in ``int64``; under ``torch.use_deterministic_algorithms`` (which
+    refuses ``histc`` on CUDA) it falls back to ``torch.bincount``.
+
+    Example:
+        >>> histogram(torch.tensor([0, 2, 2, 3]), 5).tolist()
+        [1, 0, 2, 1, 0]
+    """
+    flat = index.flatten()
+    if flat.device.type == "cpu" or torch.are_deterministic_algorithms_enabled():
+        return torch.bincount(flat, minlength=bins)[:bins]
+    out = torch.zeros(bins, dtype=torch.int64, device=flat.device)
+    for chunk in flat.split(FLOAT32_EXACT):
+        out += torch.histc(chunk.to(torch.float32), bins=bins, min=-0.5, max=bins - 0.5).to(torch.int64)
+    return out
+
+
+def _weighted_histogram(index: Tensor, weights: Tensor, bins: int) -> Tensor:
+    """:math:`\\sum_{k: \\text{index}_k = b} \\text{weights}_k` for every bin ``b`` (float64), with no host
+    synchronisation (``index_add_`` off the CPU, where a weighted ``bincount`` reads the input's range)."""
+    weights = weights.flatten().to(torch.float64)
+    if index.device.type == "cpu":
+        return torch.bincount(index.flatten(), weights=weights, minlength=bins)
+    return torch.zeros(bins, dtype=torch.float64, device=index.device).index_add_(0, index.flatten(), weights)
+
+
+def weight_input_sums(geometry: LayerGeometry, input_counts: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """:math:`G`, shaped like the weight: for every weight, the input count it meets summed over output positions.
+
+    Args:
+        geometry: The layer's geometry.
+        input_counts: ``[C, H, W]``, ``[C, L]`` or ``[F]`` counts.
+        dtype: The dtype of the correlation (``float64``; ``float32`` only where every sum is an integer below
+            :math:`2^{24}`, see :func:`level_operation_counts`).
+    """
+    counts = input_counts.to(dtype)
     if geometry.kind == "linear":
         return counts.unsqueeze(0).expand(geometry.out_channels, -1)
+    if geometry.kind == "conv1d":
+        counts = counts.unsqueeze(-2)  # [C, 1, L]: a 2-D convolution of height 1
     top, bottom, left, right = geometry.padding
     padded = F.pad(counts.unsqueeze(0), (left, right, top, bottom))
-    h_out, w_out = geometry.output_size(input_counts.shape[-2], input_counts.shape[-1])
-    ones = torch.ones(1, geometry.out_channels, h_out, w_out, dtype=torch.float64, device=counts.device)
-    return torch.nn.grad.conv2d_weight(
-        padded,
-        geometry.weight_shape,
-        ones,
-        stride=geometry.stride,
-        dilation=geometry.dilation,
-        groups=geometry.groups,
+    h_out, w_out = geometry.output_size(counts.shape[-2], counts.shape[-1])
+    ones = torch.ones(1, geometry.out_channels, h_out, w_out, dtype=dtype, device=counts.device)
+    shape = (geometry.out_channels, geometry.in_channels // geometry.groups, *geometry.kernel_size)
+    g = torch.nn.grad.conv2d_weight(
+        padded, shape, ones, stride=geometry.stride, dilation=geometry.dilation, groups=geometry.groups
     )
+    return g.reshape(geometry.weight_shape)
 
 
-def level_operation_counts(geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int) -> Tensor:
+def level_operation_counts(
+    geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int, *, max_count: float | None = None
+) -> Tensor:
     """:math:`N(v)` for every level :math:`v = -Q \\dots Q` (index :math:`v + Q`), as a float64 tensor of exact
     integers: synaptic operations with an input spike and a weight of that level, summed over what was recorded.
 
     For a linear layer every weight of column :math:`i` meets input :math:`i`, so
-    :math:`N(v) = \\sum_i n(i)\\,\\#\\{o : \\hat w_{oi} = v\\}`: one pass over the ``int8`` codes per level."""
+    :math:`N(v) = \\sum_i n(i)\\,\\#\\{o : \\hat w_{oi} = v\\}`: one pass over the ``int8`` codes per level.
+
+    Args:
+        geometry, input_counts, codes, qmax: The layer, its recorded counts, its codes and :math:`Q`.
+        max_count: When the counts are integers, a bound on every one of them (the recorded rows, for spike input or
+            the all-MAC count of an analog input). On the CPU the correlation of a convolution then runs in
+            ``float32`` whenever ``max_count`` × the output positions is at most :math:`2^{24}`: every partial sum is
+            an integer ``float32`` holds, so the result is the ``float64`` one, at a fraction of the cost.
+    """
     levels = levels_of_qmax(qmax)
     if geometry.kind == "linear" and levels <= 16:
         counts = input_counts.to(torch.float64)
         per_level = torch.stack([(codes == v - qmax).sum(0, dtype=torch.int32) for v in range(levels)])
         return per_level.to(torch.float64) @ counts
-    g = weight_input_sums(geometry, input_counts)
-    index = level_index(codes.to(torch.int64), qmax).flatten()
-    return torch.bincount(index, weights=g.flatten(), minlength=levels)
+    dtype = torch.float64
+    positions = geometry.output_positions(tuple(input_counts.shape))
+    if max_count is not None and input_counts.device.type == "cpu" and max_count * positions <= FLOAT32_EXACT:
+        dtype = torch.float32
+    g = weight_input_sums(geometry, input_counts, dtype)
+    return _weighted_histogram(level_index(codes.to(torch.int64), qmax), g, levels)
 
 
 def _aor_update(
-    geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int, rows: Tensor | int
+    geometry: LayerGeometry,
+    input_counts: Tensor,
+    codes: Tensor,
+    qmax: int,
+    rows: Tensor | int,
+    max_count: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Sufficient statistics of ``rows`` recorded rows: :math:`N(v)` (float64), rows and dense MACs (``int64``).
 
-    An empty ``input_counts`` (a layer that never ran) contributes zeros. No host synchronisation."""
+    An empty ``input_counts`` (a layer that never ran) contributes zeros. No host synchronisation. ``max_count``: see
+    :func:`level_operation_counts`."""
     rows_ = _count(rows, torch.int64)
     if input_counts.numel() == 0:
         return torch.zeros(levels_of_qmax(qmax), dtype=torch.float64, device=codes.device), rows_ * 0, rows_ * 0
-    level_ops = level_operation_counts(geometry, input_counts, codes, qmax)
+    level_ops = level_operation_counts(geometry, input_counts, codes, qmax, max_count=max_count)
     return level_ops, rows_, rows_ * geometry.ops(tuple(input_counts.shape))
 
 
@@ -274,7 +337,8 @@ def activation_operation_rate(
 def transition_counts(previous: Tensor, current: Tensor, qmax: int) -> Tensor:
     """Level → level transition matrix :math:`C[i, j]` between two code tensors, as ``int64`` ``[L, L]``.
 
-    Row ``i`` is the previous level :math:`i - Q`, column ``j`` the new level :math:`j - Q`; one ``bincount``.
+    Row ``i`` is the previous level :math:`i - Q`, column ``j`` the new level :math:`j - Q`; one ``bincount`` over
+    every weight. This is the reference; :func:`transition_changes` gives the same matrix from the changed weights.
 
     Example:
         >>> prev = torch.tensor([-1, 0, 0, 1], dtype=torch.int8)
@@ -284,9 +348,80 @@ def transition_counts(previous: Tensor, current: Tensor, qmax: int) -> Tensor:
     if previous.shape != current.shape:
         raise ValueError(f"code shapes differ: {tuple(previous.shape)} vs {tuple(current.shape)}.")
     levels = levels_of_qmax(qmax)
-    # int16 holds every index up to 8 bits (255 * 255 + 254) at a quarter of int64's memory traffic
-    index = level_index(previous.to(torch.int16), qmax) * levels + level_index(current.to(torch.int16), qmax)
+    # int32: the index reaches 254 * 255 + 254 = 65024 at 8 bits, past int16
+    index = level_index(previous.to(torch.int32), qmax) * levels + level_index(current.to(torch.int32), qmax)
     return torch.bincount(index.flatten(), minlength=levels * levels).view(levels, levels)
+
+
+def level_counts(codes: Tensor, qmax: int) -> Tensor:
+    """How many codes sit at each level :math:`v = -Q \\dots Q` (index :math:`v + Q`), ``int64`` ``[L]``.
+
+    Example:
+        >>> level_counts(torch.tensor([-1, 0, 0, 1], dtype=torch.int8), qmax=1).tolist()
+        [1, 2, 1]
+    """
+    return histogram(level_index(codes.to(torch.int32), qmax), levels_of_qmax(qmax))
+
+
+class TransitionChanges(NamedTuple):
+    """What :func:`transition_changes` returns."""
+
+    counts: Tensor  # int64 [L, L], the transition matrix of the step
+    levels: Tensor  # int64 [L], how many codes sit at each level after the step
+    changed: Tensor  # bool, the shape of the codes: the weights whose code changed (the writes)
+
+
+def transition_changes(
+    previous: Tensor, current: Tensor, qmax: int, previous_levels: Tensor | None = None
+) -> TransitionChanges:
+    """The transition matrix of one step from the weights that changed: one comparison over the codes, then a
+    histogram of the changed ones only.
+
+    .. math::
+
+        C[i, j] = \\#\\{k : \\hat w_k = i \\to j\\}\\ (i \\ne j), \\qquad
+        C[i, i] = n_i - \\sum_{j \\ne i} C[i, j],
+
+    with :math:`n_i` the codes at level :math:`i` before the step (``previous_levels``; counted here when ``None``).
+    Frozen weights are the total minus the changed ones, so :math:`C` equals :func:`transition_counts` exactly; the
+    levels after the step, :math:`n_j + \\sum_{i \\ne j} C[i, j] - \\sum_{i \\ne j} C[j, i]`, chain into the next
+    step without another pass. No host synchronisation off the CPU either (:func:`histogram`).
+
+    Args:
+        previous: Codes before the step (integer, any shape).
+        current: Codes after the step, the same shape.
+        qmax: Largest code :math:`Q`.
+        previous_levels: ``level_counts(previous, qmax)``, when the caller has it from the step before.
+
+    Returns:
+        A :class:`TransitionChanges`: ``counts`` (``int64 [L, L]``), ``levels`` after the step and the ``changed``
+        mask (the writes of the step, one per changed weight).
+
+    Raises:
+        ValueError: The shapes differ.
+
+    Example:
+        >>> prev = torch.tensor([-1, 0, 0, 1], dtype=torch.int8)
+        >>> out = transition_changes(prev, torch.tensor([-1, 1, 0, -1], dtype=torch.int8), qmax=1)
+        >>> out.counts.tolist(), out.levels.tolist(), out.changed.tolist()
+        ([[1, 0, 0], [0, 1, 1], [1, 0, 0]], [2, 1, 1], [False, True, False, True])
+    """
+    if previous.shape != current.shape:
+        raise ValueError(f"code shapes differ: {tuple(previous.shape)} vs {tuple(current.shape)}.")
+    levels = levels_of_qmax(qmax)
+    if previous_levels is None:
+        previous_levels = level_counts(previous, qmax)
+    changed = previous != current
+    if previous.device.type == "cpu":  # compact the changed weights: the histogram then sees only them
+        old, new = previous[changed].to(torch.int32), current[changed].to(torch.int32)
+        pairs = histogram(level_index(old, qmax) * levels + level_index(new, qmax), levels * levels)
+    else:  # a fixed-size histogram, whose last bin takes the unchanged weights (no host synchronisation)
+        index = level_index(previous.to(torch.int32), qmax) * levels + level_index(current.to(torch.int32), qmax)
+        pairs = histogram(torch.where(changed, index, levels * levels), levels * levels + 1)[:-1]
+    pairs = pairs.view(levels, levels)
+    left, arrived = pairs.sum(1), pairs.sum(0)
+    counts = pairs + torch.diag(previous_levels - left)
+    return TransitionChanges(counts, previous_levels - left + arrived, changed)
 
 
 def _transition_update(previous: Tensor, current: Tensor, qmax: int) -> Tensor:

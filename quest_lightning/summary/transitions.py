@@ -61,12 +61,12 @@ class LayerWrites(Record):
 @dataclass(frozen=True)
 class WritesPerCell(Record):
     """The run's writes-per-cell counters at global step ``step``: ``steps`` observed optimizer steps, which are
-    ``epochs`` epochs of training at the run's optimizer steps per epoch (the write rate is measured over them), and
-    every quantized layer's :class:`LayerWrites`."""
+    ``epochs`` epochs of training at the run's optimizer steps per epoch (the write rate is measured over them;
+    ``None`` when an epoch's length is unknown), and every quantized layer's :class:`LayerWrites`."""
 
     step: int
     steps: int
-    epochs: float
+    epochs: float | None
     layers: dict[str, LayerWrites] = field(default_factory=dict)
 
     @property
