@@ -187,6 +187,11 @@ def histogram(index: Tensor, bins: int) -> Tensor:
     flat = index.flatten()
     if flat.device.type == "cpu" or torch.are_deterministic_algorithms_enabled():
         return torch.bincount(flat, minlength=bins)[:bins]
+    return _histc(flat, bins)
+
+
+def _histc(flat: Tensor, bins: int) -> Tensor:
+    """:func:`histogram` by ``torch.histc`` over ``float32`` chunks of at most :math:`2^{24}` elements (exact)."""
     out = torch.zeros(bins, dtype=torch.int64, device=flat.device)
     for chunk in flat.split(FLOAT32_EXACT):
         out += torch.histc(chunk.to(torch.float32), bins=bins, min=-0.5, max=bins - 0.5).to(torch.int64)
@@ -412,16 +417,23 @@ def transition_changes(
     if previous_levels is None:
         previous_levels = level_counts(previous, qmax)
     changed = previous != current
-    if previous.device.type == "cpu":  # compact the changed weights: the histogram then sees only them
-        old, new = previous[changed].to(torch.int32), current[changed].to(torch.int32)
-        pairs = histogram(level_index(old, qmax) * levels + level_index(new, qmax), levels * levels)
-    else:  # a fixed-size histogram, whose last bin takes the unchanged weights (no host synchronisation)
-        index = level_index(previous.to(torch.int32), qmax) * levels + level_index(current.to(torch.int32), qmax)
-        pairs = histogram(torch.where(changed, index, levels * levels), levels * levels + 1)[:-1]
+    pairs = _changed_pairs(previous, current, changed, qmax, compact=previous.device.type == "cpu")
     pairs = pairs.view(levels, levels)
     left, arrived = pairs.sum(1), pairs.sum(0)
     counts = pairs + torch.diag(previous_levels - left)
     return TransitionChanges(counts, previous_levels - left + arrived, changed)
+
+
+def _changed_pairs(previous: Tensor, current: Tensor, changed: Tensor, qmax: int, *, compact: bool) -> Tensor:
+    """The ``L * L`` histogram of (old, new) level pairs of the changed weights. ``compact``: gather the changed ones
+    first (on the CPU, where that costs no synchronisation); otherwise a fixed-size histogram over every weight whose
+    extra last bin takes the unchanged ones."""
+    levels = levels_of_qmax(qmax)
+    if compact:
+        old, new = previous[changed].to(torch.int32), current[changed].to(torch.int32)
+        return histogram(level_index(old, qmax) * levels + level_index(new, qmax), levels * levels)
+    index = level_index(previous.to(torch.int32), qmax) * levels + level_index(current.to(torch.int32), qmax)
+    return histogram(torch.where(changed, index, levels * levels), levels * levels + 1)[:-1]
 
 
 def _transition_update(previous: Tensor, current: Tensor, qmax: int) -> Tensor:

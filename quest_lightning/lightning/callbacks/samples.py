@@ -11,7 +11,8 @@ The layout rule is the layers' own (:meth:`~quest_lightning.nn.layers.QuantLayer
 The same hooks give what the layers' recording cannot: the recording of a synaptic layer that is not
 quest-lightning's (a plain ``nn.Conv2d``, ``nn.Conv1d`` or ``nn.Linear``, counted as a full-precision layer with the
 layers' own :meth:`~quest_lightning.nn.layers.QuantLayerMixin.record_input`), the order in which the network calls
-its layers, and, on a batch that ends with padded samples (DDP), the recording of the real samples only.
+its layers, and, on a batch that ends with padded samples (DDP), the recording of the real samples only (the
+neurons' too).
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class Tap:
 
     name: str
     module: nn.Module
-    recording: Any  # the layer itself, a ForeignRecording, or a neuron
-    feature_dims: int | None  # None for a neuron
+    recording: Any  # the layer itself, or a ForeignRecording
+    feature_dims: int
     rows: int = 0
     steps: int = 0
     calls: int = 0
@@ -80,9 +81,7 @@ class Tap:
     marks: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def multi_step(self, x: Tensor) -> bool:
-        if isinstance(self.recording, QuantLayerMixin):
-            return self.recording.is_multi_step(x)
-        return getattr(self.module, "step_mode", "s") == "m"  # a neuron: SpikingJelly's convention
+        return self.recording.is_multi_step(x)
 
     def since(self, mark: str) -> tuple[int, int, int]:
         """Rows, steps and calls since :meth:`LayerTaps.mark` ``mark``."""
@@ -95,15 +94,15 @@ class LayerTaps:
 
     Attributes:
         layers: ``{name: Tap}`` of the synaptic layers the operation counts cover (quest-lightning's and plain ones).
-        neurons: ``{name: Tap}`` of the quest-lightning neurons.
         skipped: Synaptic layers the operation count does not model, with the reason.
-        exclude: Padded samples at the end of the batch in flight, left out of every recording (0: none).
+        exclude: Padded samples at the end of the batch in flight, left out of every recording (0: none): the layers
+            record the real samples only, and so do the neurons (whose recording of a call is narrowed to them).
     """
 
     def __init__(self, model: nn.Module) -> None:
         ours = dict(synaptic_layers(model))
         self.layers: dict[str, Tap] = {}
-        self.neurons: dict[str, Tap] = {}
+        self.neurons = [n for _, n in spiking_neurons(model)]
         self.skipped: list[SkippedLayer] = []
         for name, m in model.named_modules():
             if name in ours:
@@ -116,21 +115,35 @@ class LayerTaps:
                     self.skipped.append(SkippedLayer(name, type(m).__name__, reason))
                     continue
                 self.layers[name] = Tap(name, m, recording, recording.feature_dims)
-        for name, n in spiking_neurons(model):
-            self.neurons[name] = Tap(name, n, n, None)
-        self.exclude = 0
+        self._exclude = 0
         self._calls = 0
         self._handles = []
-        for tap in (*self.layers.values(), *self.neurons.values()):
-            kind = "layer" if tap.feature_dims is not None else "neuron"
-            self._handles.append(tap.module.register_forward_pre_hook(_Hook(self, tap, f"_{kind}_pre")))
-            self._handles.append(tap.module.register_forward_hook(_Hook(self, tap, f"_{kind}_post")))
+        for tap in self.layers.values():
+            self._handles.append(tap.module.register_forward_pre_hook(_Hook(self, tap, "_layer_pre")))
+            self._handles.append(tap.module.register_forward_hook(_Hook(self, tap, "_layer_post")))
 
     def remove(self) -> None:
         """Take the hooks off the model."""
+        self.exclude = 0
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+    @property
+    def exclude(self) -> int:
+        return self._exclude
+
+    @exclude.setter
+    def exclude(self, padded: int) -> None:
+        """Leave the last ``padded`` samples of every call out of the recordings (0: record everything). A neuron
+        may be called outside its ``forward`` (``neuron.multi_step``), where no hook sees it, so its recording of a
+        call is narrowed to the real samples instead, for the batch in flight."""
+        self._exclude = int(padded)
+        for neuron in self.neurons:
+            if padded:
+                neuron._record = _RealSamples(neuron, padded)
+            else:
+                neuron.__dict__.pop("_record", None)
 
     @property
     def foreign(self) -> list[ForeignRecording]:
@@ -176,13 +189,10 @@ class LayerTaps:
         return min(found, default=0)
 
     # --- hooks ------------------------------------------------------------------------------------------------------
-    def _batch_axis(self, tap: Tap, x: Tensor) -> int:
-        return 1 if tap.multi_step(x) and x.dim() - (tap.feature_dims or 0) >= 2 else 0
-
     def _layer_pre(self, tap: Tap, x: Tensor) -> None:
         lead = x.dim() - tap.feature_dims
         multi = tap.multi_step(x)
-        axis = self._batch_axis(tap, x)
+        axis = 1 if multi and lead >= 2 else 0
         rows, steps = math.prod(x.shape[:lead]), (x.shape[0] if lead >= 1 else 1) if multi else 1
         pad = self.exclude
         if pad:
@@ -211,23 +221,20 @@ class LayerTaps:
         if tap.restore:
             tap.recording.record, tap.restore = True, False
 
-    def _neuron_pre(self, tap: Tap, x: Tensor) -> None:
-        if self.exclude and tap.recording.record:
-            tap.recording.record, tap.restore = False, True
 
-    def _neuron_post(self, tap: Tap, output: Any) -> None:
-        if not tap.restore:
-            return
-        neuron = tap.recording
-        neuron.record, tap.restore = True, False
-        spikes = output if isinstance(output, Tensor) else output[0]
-        axis = self._batch_axis(tap, spikes)
-        real = spikes.detach().narrow(axis, 0, spikes.shape[axis] - self.exclude)
-        rows = real.shape[0] * real.shape[1] if axis == 1 else real.shape[0]
-        total = real.sum(dtype=torch.float64)  # what the neuron's own recording adds, for the real samples
-        neuron.spike_count = total if neuron.spike_count is None else neuron.spike_count + total
-        neuron.recorded_rows += rows
-        neuron.neurons = real.numel() // max(rows, 1)
+class _RealSamples:
+    """A neuron's recording of one call, narrowed to the real samples: its spikes are ``[B, ...]`` (one step,
+    ``rows == B``) or ``[T, B, ...]`` (``rows == T·B``), and the last ``padded`` samples of ``B`` are left out."""
+
+    def __init__(self, neuron: nn.Module, padded: int) -> None:
+        self.neuron, self.padded = weakref.ref(neuron), padded
+
+    def __call__(self, spikes: Tensor, rows: int) -> None:
+        neuron = self.neuron()
+        axis = 0 if rows == spikes.shape[0] else 1
+        batch = spikes.shape[axis]
+        real = spikes.narrow(axis, 0, batch - self.padded)
+        type(neuron)._record(neuron, real, rows // batch * (batch - self.padded))
 
 
 class _Hook:
@@ -241,11 +248,10 @@ class _Hook:
         taps = self.taps()
         if taps is None or module is not self.module():
             return None
-        if self.method.endswith("_pre"):
-            if args and isinstance(args[0], Tensor):
-                getattr(taps, self.method)(self.tap, args[0])
-        else:
-            getattr(taps, self.method)(self.tap, output)
+        if self.method == "_layer_post":
+            taps._layer_post(self.tap, output)
+        elif args and isinstance(args[0], Tensor):
+            taps._layer_pre(self.tap, args[0])
         return None
 
     def __deepcopy__(self, memo: dict) -> _Hook:
