@@ -92,13 +92,14 @@ def _fit(tmp_path, batches, log_every, *callbacks):
         (3, 50, 3, " (seen at step 3)"),  # no logging step before the end of the epoch: raised there
     ],
 )
-def test_a_fault_is_raised_at_the_next_synchronisation_naming_its_step(tmp_path, batches, log_every, raised_after, seen):
+def test_a_fault_is_raised_at_the_next_synchronisation_naming_its_step(tmp_path, batches, log_every, raised_after,
+                                                                        seen):  # fmt: skip
     torch.manual_seed(0)
     nan = NaNWeightBeforeStep(2)
     with pytest.raises(DegenerateRunError) as err:
         _fit(tmp_path, batches, log_every, DeviceEnergyCallback("skmtj7", stages="all"), nan)
     message = str(err.value)
-    assert message.startswith(f"step 2 (epoch 0, batch 2): layer 'net.conv2' has ")
+    assert message.startswith("step 2 (epoch 0, batch 2): layer 'net.conv2' has ")
     assert f"infinite weights{seen}. The analysis stops here" in message
     assert nan.batches == raised_after
     assert not list(tmp_path.rglob(SUMMARY_FILE))  # nothing of the degenerate run was written
