@@ -271,7 +271,8 @@ def test_a_plain_analog_first_layer_is_found_and_the_first_quantized_layer_count
     conv1, conv2, fc = by_name.values()
     assert (conv1.module, conv1.quantized, conv1.input_kind, conv1.input_layer) == ("Conv2d", False, "analog", True)
     assert (conv1.samples, conv1.timesteps) == (N_VAL, 1)  # called once per sample
-    assert (conv2.module, conv2.quantized, conv2.input_kind) == ("QuantConv2d", True, "spikes") and not conv2.input_layer
+    assert (conv2.module, conv2.quantized, conv2.input_kind) == ("QuantConv2d", True, "spikes")
+    assert not conv2.input_layer
     assert (fc.module, fc.quantized, fc.input_kind) == ("Linear", False, "spikes")
     assert record.inner_layers == (conv2,) and record.aor_mean == conv2.aor and record.timesteps == T
     # conv2's AOR from its real spikes: every (input spike, non-zero weight) pair, by a plain convolution

@@ -18,6 +18,8 @@ from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLinear
 
 T, B, BATCHES = 4, 128, 2
 MIXED = ("bf16-mixed", "16-mixed")
+
+
 class DenseNet(nn.Module):
     def __init__(self):
         super().__init__()
