@@ -374,6 +374,16 @@ class TransitionChanges(NamedTuple):
     counts: Tensor  # int64 [L, L], the transition matrix of the step
     levels: Tensor  # int64 [L], how many codes sit at each level after the step
     changed: Tensor  # bool, the shape of the codes: the weights whose code changed (the writes)
+    index: Tensor | None  # int64, the flat indices of the changed weights (on the CPU, where they were gathered)
+
+    def add_writes(self, writes: Tensor) -> Tensor:
+        """Add one write to every changed weight of an ``int32`` writes-per-cell counter the shape of the codes (in
+        place; through ``index`` when there is one, which touches only the changed cells)."""
+        if self.index is None:
+            return writes.add_(self.changed)
+        flat = writes.view(-1)
+        flat.index_add_(0, self.index, torch.ones(self.index.numel(), dtype=writes.dtype, device=writes.device))
+        return writes
 
 
 def transition_changes(
@@ -399,8 +409,8 @@ def transition_changes(
         previous_levels: ``level_counts(previous, qmax)``, when the caller has it from the step before.
 
     Returns:
-        A :class:`TransitionChanges`: ``counts`` (``int64 [L, L]``), ``levels`` after the step and the ``changed``
-        mask (the writes of the step, one per changed weight).
+        A :class:`TransitionChanges`: ``counts`` (``int64 [L, L]``), ``levels`` after the step, the ``changed`` mask
+        (the writes of the step, one per changed weight) and, on the CPU, the changed weights' flat ``index``.
 
     Raises:
         ValueError: The shapes differ.
@@ -408,8 +418,8 @@ def transition_changes(
     Example:
         >>> prev = torch.tensor([-1, 0, 0, 1], dtype=torch.int8)
         >>> out = transition_changes(prev, torch.tensor([-1, 1, 0, -1], dtype=torch.int8), qmax=1)
-        >>> out.counts.tolist(), out.levels.tolist(), out.changed.tolist()
-        ([[1, 0, 0], [0, 1, 1], [1, 0, 0]], [2, 1, 1], [False, True, False, True])
+        >>> out.counts.tolist(), out.levels.tolist(), out.changed.tolist(), out.index.tolist()
+        ([[1, 0, 0], [0, 1, 1], [1, 0, 0]], [2, 1, 1], [False, True, False, True], [1, 3])
     """
     if previous.shape != current.shape:
         raise ValueError(f"code shapes differ: {tuple(previous.shape)} vs {tuple(current.shape)}.")
@@ -417,20 +427,22 @@ def transition_changes(
     if previous_levels is None:
         previous_levels = level_counts(previous, qmax)
     changed = previous != current
-    pairs = _changed_pairs(previous, current, changed, qmax, compact=previous.device.type == "cpu")
-    pairs = pairs.view(levels, levels)
+    index = changed.view(-1).nonzero().squeeze(1) if previous.device.type == "cpu" else None
+    pairs = _changed_pairs(previous, current, changed, qmax, index=index).view(levels, levels)
     left, arrived = pairs.sum(1), pairs.sum(0)
     counts = pairs + torch.diag(previous_levels - left)
-    return TransitionChanges(counts, previous_levels - left + arrived, changed)
+    return TransitionChanges(counts, previous_levels - left + arrived, changed, index)
 
 
-def _changed_pairs(previous: Tensor, current: Tensor, changed: Tensor, qmax: int, *, compact: bool) -> Tensor:
-    """The ``L * L`` histogram of (old, new) level pairs of the changed weights. ``compact``: gather the changed ones
-    first (on the CPU, where that costs no synchronisation); otherwise a fixed-size histogram over every weight whose
-    extra last bin takes the unchanged ones."""
+def _changed_pairs(
+    previous: Tensor, current: Tensor, changed: Tensor, qmax: int, *, index: Tensor | None = None
+) -> Tensor:
+    """The ``L * L`` histogram of (old, new) level pairs of the changed weights: with their flat ``index`` (gathered
+    on the CPU, where that costs no synchronisation), over them only; otherwise a fixed-size histogram over every
+    weight whose extra last bin takes the unchanged ones."""
     levels = levels_of_qmax(qmax)
-    if compact:
-        old, new = previous[changed].to(torch.int32), current[changed].to(torch.int32)
+    if index is not None:
+        old, new = previous.reshape(-1)[index].to(torch.int32), current.reshape(-1)[index].to(torch.int32)
         return histogram(level_index(old, qmax) * levels + level_index(new, qmax), levels * levels)
     index = level_index(previous.to(torch.int32), qmax) * levels + level_index(current.to(torch.int32), qmax)
     return histogram(torch.where(changed, index, levels * levels), levels * levels + 1)[:-1]

@@ -45,8 +45,13 @@ def test_transitions_from_the_changed_weights_equal_the_full_count(bits):
         assert fast.counts.tolist() == transition_counts(codes, new, qmax).tolist() == _brute(codes, new, qmax)
         assert fast.levels.tolist() == level_counts(new, qmax).tolist()
         assert torch.equal(fast.changed, codes != new)
-        for compact in (True, False):  # both branches, on any device
-            pairs = _changed_pairs(codes, new, codes != new, qmax, compact=compact).view(2 * qmax + 1, -1)
+        assert fast.index.tolist() == (codes != new).flatten().nonzero().flatten().tolist()
+        writes = [torch.zeros(codes.shape, dtype=torch.int32) for _ in range(2)]
+        fast.add_writes(writes[0])
+        fast._replace(index=None).add_writes(writes[1])  # the mask, as off the CPU
+        assert torch.equal(writes[0], (codes != new).to(torch.int32)) and torch.equal(writes[1], writes[0])
+        for index in (fast.index, None):  # both branches, on any device
+            pairs = _changed_pairs(codes, new, codes != new, qmax, index=index).view(2 * qmax + 1, -1)
             assert torch.equal(pairs + torch.diag(fast.counts.diagonal()), fast.counts)
         codes, levels = new, fast.levels
 

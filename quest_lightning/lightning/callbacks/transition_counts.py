@@ -266,7 +266,7 @@ class TransitionCounts(Part):
                 counter.add(step.counts)
                 out[name] = step.levels
                 if self.writes is not None:
-                    self.writes[name] += step.changed
+                    step.add_writes(self.writes[name])
             else:
                 counter.update(was, now)
                 if self.writes is not None:
