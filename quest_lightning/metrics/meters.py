@@ -187,8 +187,8 @@ class InputKindTally(Metric):
         >>> tally = InputKindTally()
         >>> tally.update(torch.tensor(0), torch.tensor(False))
         >>> tally.update(torch.tensor(5), torch.tensor(True))
-        >>> [int(v) for v in tally.compute()]
-        [5, 1, 2]
+        >>> tuple(int(v) for v in tally.compute())
+        (5, 1, 2)
     """
 
     is_differentiable = False
