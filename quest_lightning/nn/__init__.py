@@ -1,5 +1,8 @@
-"""Modules: quantized layers, neuron adapters, encoders, the spiking VGG builder and introspection."""
+"""Modules: quantized layers, neuron adapters, encoders, the spiking VGG builder, introspection, and ``quantize`` to
+convert an existing snnTorch or SpikingJelly network."""
 
+from quest_lightning.nn.conversion import ConversionReport, ConversionRow
+from quest_lightning.nn.convert import quantize
 from quest_lightning.nn.encoders import DirectEncoder, Encoder, LatencyEncoder, RateEncoder, make_encoder
 from quest_lightning.nn.inspect import (
     LayerRecording,
@@ -14,12 +17,13 @@ from quest_lightning.nn.inspect import (
     spiking_neurons,
     synaptic_layers,
 )
-from quest_lightning.nn.layers import InputKind, QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
+from quest_lightning.nn.layers import InputKind, QuantConv1d, QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
 from quest_lightning.nn.neurons import (
     QuantIFNode,
     QuantLeaky,
     QuantLIFNode,
     QuantNeuron,
+    QuantParametricLIFNode,
     backend_of,
     list_backends,
     make_neuron,
@@ -28,6 +32,10 @@ from quest_lightning.nn.neurons import (
 from quest_lightning.nn.vgg import VGG_CONFIGS, SpikingBlock, SpikingVGG, TimeSharedDropout, spiking_vgg
 
 __all__ = [
+    "quantize",
+    "ConversionReport",
+    "ConversionRow",
+    "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
     "QuantLayerMixin",
@@ -37,6 +45,7 @@ __all__ = [
     "QuantLeaky",
     "QuantIFNode",
     "QuantLIFNode",
+    "QuantParametricLIFNode",
     "Encoder",
     "DirectEncoder",
     "RateEncoder",
