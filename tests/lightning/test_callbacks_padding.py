@@ -120,11 +120,28 @@ def test_padded_validation_samples_change_nothing(one_thread):
     assert padded.latest("val").layers[0].samples == N
 
 
-def test_a_padding_larger_than_the_last_batch_is_refused():
+@pytest.mark.parametrize("batch", [3, 4], ids=["last-batch-part-padded", "last-batch-all-padded"])
+def test_a_device_batch_loader_says_which_samples_are_padded(batch, one_thread):
+    """Rank 1 of 2 over 9 samples holds samples 1, 3, 5, 7 and a padded repeat of sample 0, at the end of its last
+    batch (``DeviceBatchLoader.padded_in_batch``): its validation counts are those of the 4 real samples."""
+    from quest_lightning.lightning.data.loader import DeviceBatchLoader
+
+    data = TensorDataset(*(t[:9] for t in _data().tensors))
+    device = DeviceBatchLoader(*data.tensors, batch_size=batch, rank=1, world_size=2)
+    assert device.padded_in_batch(len(device) - 1) == 1 and device.num_padded == 1
+    real = DataLoader(Subset(data, [1, 3, 5, 7]), batch)
+    train = DataLoader(data, 4)
+    _, plain, _ = _fit(train, real, on="val")
+    _, padded, _ = _fit(train, device, on="val")
+    assert padded.latest("val") == plain.latest("val") and padded.latest("val").layers[0].samples == 4
+    assert not padded.counts.padding_notes
+
+
+def test_a_padding_larger_than_the_batch_is_refused():
     layer = nn.Sequential(QuantLinear(3, 2, bits=2))
     taps = LayerTaps(layer)
     taps.exclude = 4
-    with pytest.raises(ValueError, match=r"padding=4 padded samples .* layer '0' met a batch of 3"):
+    with pytest.raises(ValueError, match=r"4 padded samples at the end of this batch, but layer '0' met a batch of 3"):
         layer(torch.ones(2, 3, 3))  # [T=2, B=3, F]
 
 

@@ -44,6 +44,7 @@ class ForeignRecording(QuantLayerMixin):
     sets one (``"auto"``, ``"spikes"`` or ``"analog"``)."""
 
     enabled = False  # a full-precision layer (the property of the mixin is not used)
+    _input_step_mode = "s"
 
     def __init__(self, layer: nn.Module) -> None:
         self._layer = weakref.ref(layer)
@@ -54,8 +55,10 @@ class ForeignRecording(QuantLayerMixin):
         self.recorded_rows = self.recorded_calls = self.recorded_steps = 0
 
     @property
-    def step_mode(self) -> str | None:
-        return getattr(self._layer(), "step_mode", None)
+    def _step_mode(self) -> str | None:  # type: ignore[override]
+        """The wrapped layer's declared ``step_mode`` (SpikingJelly's ``layer.*``), else ``None`` (by the rank)."""
+        mode = getattr(self._layer(), "step_mode", None)
+        return mode if mode in ("s", "m") else None
 
     @property
     def input_kind(self) -> str:  # type: ignore[override]
@@ -115,7 +118,7 @@ class LayerTaps:
                     self.skipped.append(SkippedLayer(name, type(m).__name__, reason))
                     continue
                 self.layers[name] = Tap(name, m, recording, recording.feature_dims)
-        self._exclude = 0
+        self._exclude, self.batch = 0, None
         self._calls = 0
         self._handles = []
         for tap in self.layers.values():
@@ -138,10 +141,10 @@ class LayerTaps:
         """Leave the last ``padded`` samples of every call out of the recordings (0: record everything). A neuron
         may be called outside its ``forward`` (``neuron.multi_step``), where no hook sees it, so its recording of a
         call is narrowed to the real samples instead, for the batch in flight."""
-        self._exclude = int(padded)
+        self._exclude, self.batch = int(padded), None
         for neuron in self.neurons:
             if padded:
-                neuron._record = _RealSamples(neuron, padded)
+                neuron._record = _RealSamples(self, neuron, padded)
             else:
                 neuron.__dict__.pop("_record", None)
 
@@ -197,13 +200,14 @@ class LayerTaps:
         pad = self.exclude
         if pad:
             batch = x.shape[axis] if lead > axis else 1
-            if pad >= batch:
+            if pad > batch:
                 raise ValueError(
-                    f"the loader reports padding={pad} padded samples at the end of the epoch's last batch, but layer "
-                    f"{tap.name!r} met a batch of {batch}; padded samples must be appended to the last batch."
+                    f"the loader reports {pad} padded samples at the end of this batch, but layer {tap.name!r} met a "
+                    f"batch of {batch}; padded samples must be the last ones of the batch they are in."
                 )
-            rows = rows // batch * (batch - pad)
+            rows, steps = rows // batch * (batch - pad), steps if batch > pad else 0
             x = x.narrow(axis, 0, batch - pad)
+            self.batch = batch
         tap.rows += rows
         tap.steps += steps
         tap.calls += 1
@@ -211,10 +215,11 @@ class LayerTaps:
             tap.order, self._calls = self._calls, self._calls + 1
         rec = tap.recording
         if isinstance(rec, ForeignRecording):
-            if rec.record:
+            if rec.record and rows:
                 rec.record_input(x)
         elif pad and rec.record:  # record the real samples here, and not the whole input in the forward
-            rec.record_input(x)
+            if rows:
+                rec.record_input(x)
             rec.record, tap.restore = False, True
 
     def _layer_post(self, tap: Tap, output: Any) -> None:
@@ -224,17 +229,20 @@ class LayerTaps:
 
 class _RealSamples:
     """A neuron's recording of one call, narrowed to the real samples: its spikes are ``[B, ...]`` (one step,
-    ``rows == B``) or ``[T, B, ...]`` (``rows == T·B``), and the last ``padded`` samples of ``B`` are left out."""
+    ``rows == B``) or ``[T, B, ...]`` (``rows == T·B``), and the last ``padded`` samples of ``B`` are left out. ``B``
+    is the batch the layers met in this batch (a ``[T, 1, ...]`` scan also has ``rows == spikes.shape[0]``)."""
 
-    def __init__(self, neuron: nn.Module, padded: int) -> None:
-        self.neuron, self.padded = weakref.ref(neuron), padded
+    def __init__(self, taps: LayerTaps, neuron: nn.Module, padded: int) -> None:
+        self.taps, self.neuron, self.padded = weakref.ref(taps), weakref.ref(neuron), padded
 
     def __call__(self, spikes: Tensor, rows: int) -> None:
-        neuron = self.neuron()
-        axis = 0 if rows == spikes.shape[0] else 1
+        neuron, taps = self.neuron(), self.taps()
+        batch = taps.batch if taps is not None and taps.batch is not None else rows
+        axis = 0 if rows == spikes.shape[0] == batch else 1
         batch = spikes.shape[axis]
-        real = spikes.narrow(axis, 0, batch - self.padded)
-        type(neuron)._record(neuron, real, rows // batch * (batch - self.padded))
+        if batch > self.padded:
+            real = spikes.narrow(axis, 0, batch - self.padded)
+            type(neuron)._record(neuron, real, rows // batch * (batch - self.padded))
 
 
 class _Hook:
@@ -283,8 +291,16 @@ def loader_of(trainer: Any, stage: str, dataloader_idx: int = 0) -> Any:
 
 
 def loader_padding(loader: Any, batch_idx: int) -> int:
-    """The padded samples at the end of batch ``batch_idx``: the loader's ``padding`` (samples padded on this rank
-    in this epoch, appended at the end of the epoch's last batch) on its last batch, else 0."""
+    """The padded samples at the end of batch ``batch_idx``: ``loader.padded_in_batch(batch_idx)`` when the loader
+    has it (as :class:`~quest_lightning.lightning.data.loader.DeviceBatchLoader` does), else the loader's ``padding``
+    (samples padded on this rank in this epoch, appended at the end of the epoch's last batch) on its last batch,
+    else 0."""
+    per_batch = getattr(loader, "padded_in_batch", None)
+    if callable(per_batch):
+        try:
+            return int(per_batch(batch_idx))
+        except IndexError:
+            return 0
     padding = int(getattr(loader, "padding", 0) or 0)
     if not padding:
         return 0
@@ -298,7 +314,7 @@ def loader_padding(loader: Any, batch_idx: int) -> int:
 def padding_note(loader: Any, world_size: int, stage: str) -> str | None:
     """Why the counts include padded samples, or ``None``: a loader without ``padding`` whose DDP sampler pads
     (``len(dataset) % world_size != 0`` and no ``drop_last``), or one with ``padding`` but no length."""
-    if loader is None:
+    if loader is None or callable(getattr(loader, "padded_in_batch", None)):
         return None
     if getattr(loader, "padding", None) is not None:
         try:
