@@ -313,3 +313,38 @@ def test_a_layers_classification_can_be_overridden(override, first_layer_analog,
         reads = F.conv2d(torch.ones(1, 4, 8, 8, dtype=torch.float64), mask, stride=2, padding=1).sum().item()
         assert layers["net.conv2"].aor == pytest.approx(reads / layers["net.conv2"].ops, rel=1e-12)
         assert layers["net.conv2"] not in meter.latest("val").inner_layers
+
+
+class Conv1dNet(nn.Module):
+    """A 1-D network (audio-like [T, B, C, L] spike trains) with a QuantConv1d."""
+
+    def __init__(self):
+        super().__init__()
+        from quest_lightning.nn import QuantConv1d
+
+        self.conv = QuantConv1d(2, 4, 3, stride=2, padding=1, bits=2)
+        self.sn = QuantIFNode(0.5, 0.0, "triangle", step_mode="m").share_scale_with(self.conv)
+        self.fc = QuantLinear(4 * 8, 10, bits=2)
+
+    def forward(self, x):  # [T, B, 2, 16]
+        sj_functional.reset_net(self)
+        return self.fc(self.sn(self.conv(x)).flatten(2)).mean(0)
+
+
+def test_a_quantized_1d_convolution_is_counted_from_its_spikes(one_thread):
+    pl.seed_everything(0, verbose=False)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(N_VAL, T, 2, 16, generator=g) < 0.3).float()
+    data = TensorDataset(x, torch.randint(0, 10, (N_VAL,), generator=g))
+    module = MixedModule(Conv1dNet(), "time-major")
+    module.forward = lambda x: module.net(x.transpose(0, 1))  # batch-major [B, T, ...] data
+    meter = AORMeter(on="val")
+    trainer = pl.Trainer(max_epochs=1, callbacks=[meter], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(module, DataLoader(data, BATCH), DataLoader(data, BATCH))
+    conv = meter.latest("val").layers[0]
+    assert (conv.layer, conv.samples, conv.timesteps, conv.input_kind) == ("net.conv", N_VAL, T, "spikes")
+    mask = (module.net.conv.current_codes() != 0).double()
+    n_eff = F.conv1d(x.flatten(0, 1).double(), mask, stride=2, padding=1).sum().item()
+    assert conv.ops == 3 * 2 * 4 * 8
+    assert conv.aor == pytest.approx(n_eff / (conv.ops * T * N_VAL), rel=1e-12)
