@@ -2,7 +2,7 @@
 be fractional), so they survive checkpoints (``persistent=True``) and are exact under DDP: the summed states of the
 ranks are added in ``compute``. A transition count is the exception: every rank holds the same weights, so
 :class:`TransitionCounter` does not sync (``sync_on_compute=False``). The math, with a public function per meter, is
-in :mod:`quest_lightning.metrics.functional`."""
+in :mod:`quest_lightning.metrics.functional` (and :mod:`quest_lightning.metrics.transitions`)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,11 @@ from quest_lightning.metrics.functional import (
     _aor_update,
     _spike_rate_compute,
     _spike_rate_update,
-    _transition_compute,
-    _transition_update,
     _weight_sparsity_compute,
     _weight_sparsity_update,
 )
 from quest_lightning.metrics.geometry import LayerGeometry
+from quest_lightning.metrics.transitions import _transition_compute, _transition_update
 
 __all__ = ["ActivationOperationRate", "InputKindTally", "SpikeRate", "TransitionCounter", "WeightSparsity"]
 

@@ -20,7 +20,8 @@ from quest_lightning.lightning.callbacks.activity_counts import ActivityCounts
 from quest_lightning.lightning.callbacks.transition_counts import TransitionCounts
 from quest_lightning.lightning.module import QuestModule
 from quest_lightning.metrics import LayerGeometry, level_counts, level_operation_counts, transition_counts
-from quest_lightning.metrics.functional import _changed_pairs, _histc, histogram, transition_changes
+from quest_lightning.metrics.histogram import _histc, histogram
+from quest_lightning.metrics.transitions import _changed_pairs, transition_changes
 from quest_lightning.nn import QuantLayerMixin, SpikingVGG
 
 
