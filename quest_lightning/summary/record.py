@@ -19,7 +19,7 @@ UNITS = {
 }
 CONVENTIONS = {
     "levels": "index v + Q, most negative code first",
-    "samples": "samples seen: the real sizes of the counted batches, summed over DDP ranks",
+    "samples": "samples seen: those the layers met in the counted batches, padding left out, summed over DDP ranks",
     "write_energy": "sum_{i!=j} C[i,j] E_w^p[i,j] / samples",
     "read_energy": "sum_v N(v) E_r^p[v] / samples",
 }
