@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from quest_lightning import __version__, cli
-from quest_lightning.launch import trainer_kwargs_from_launcher_env
+from quest_lightning import __version__
+from quest_lightning.cli.launch import trainer_kwargs_from_launcher_env
+
+cli = importlib.import_module("quest_lightning.cli.main")  # the module (the package's `main` is the function)
 
 PROBE = """\
 import json, os, sys
-from quest_lightning.launch import trainer_kwargs_from_launcher_env
+from quest_lightning.cli.launch import trainer_kwargs_from_launcher_env
 record = {
     "argv": sys.argv,
     "name": __name__,

@@ -10,7 +10,8 @@ import yaml
 from PIL import Image
 
 from quest_lightning.cli import lightning_main
-from quest_lightning.lightning.recipe_cli import QuestLightningCLI
+from quest_lightning.cli.recipe import QuestLightningCLI, translate_flat_network_keys
+from quest_lightning.lightning.vgg_module import VGGConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "vgg6_cifar10.py"
@@ -115,3 +116,30 @@ def test_lightning_run_help(capsys, monkeypatch):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "fit" in out and "validate" in out and "test" in out
+
+
+def test_flat_network_keys_of_older_configs_still_work(tmp_path, tiny_cifar, capsys):
+    config = yaml.safe_load((ROOT / "recipes" / "configs" / "demo.yaml").read_text())
+    config["trainer"]["logger"] = False
+    config["model"] = {"arch": "vgg6", "bits": 3, "neuron": "if", "device": "skmtj7", "timesteps": 2}  # old shape
+    path = tmp_path / "flat.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ["--config", str(path), "--model.reset=soft", "--model.dropout", "0.25", "--data.data_dir", str(tiny_cifar)]
+    cli = QuestLightningCLI(args=args, run=False)
+    assert cli.model.network == VGGConfig(bits=3, reset="soft", dropout=0.25)
+    assert cli.model.device_spec.name == "skmtj7" and cli.model.timesteps == 2
+    err = capsys.readouterr().err
+    assert "model.bits" in err and "model.network.bits" in err and "model.network.reset" in err
+
+    assert translate_flat_network_keys(["fit", "--model.bits", "3", "--model.lr=0.1", "--model.device", "x"]) == [
+        "fit",
+        "--model.network.bits",
+        "3",
+        "--model.lr=0.1",
+        "--model.device",
+        "x",
+    ]
+    config["model"]["network"] = {"bits": 2}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=r"model\.bits and model\.network\.bits are both given"):
+        translate_flat_network_keys(["--config", str(path)])

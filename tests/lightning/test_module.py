@@ -1,4 +1,7 @@
-"""QuestModule: hyperparameters reach the logger, the loss options, the default schedule, and bad arguments."""
+"""QuestModule: hyperparameters reach the logger, the loss options, the default schedule, and bad arguments;
+QuestVGG and its network config."""
+
+import inspect
 
 import lightning.pytorch as pl
 import pytest
@@ -9,7 +12,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from quest_lightning.lightning.module import QuestModule
-from quest_lightning.nn import SpikingVGG
+from quest_lightning.lightning.vgg_module import QuestVGG, VGGConfig
+from quest_lightning.nn import SpikingVGG, spiking_vgg
 
 
 def _net(**kw):
@@ -72,3 +76,39 @@ def test_default_optimizer_and_schedule_follow_the_paper():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         QuestModule(_net(), **kwargs)
+
+
+def test_vgg_config_holds_exactly_the_options_of_spiking_vgg():
+    """VGGConfig is the one place QuestVGG and spiking_vgg callers name the network's options: same names, same
+    defaults as SpikingVGG's keyword arguments (the device is not a network option)."""
+    params = inspect.signature(SpikingVGG.__init__).parameters
+    options = {n: p.default for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "device_spec"}
+    assert VGGConfig().options() == options
+    assert set(VGGConfig.field_names()) == {"arch", *options}
+
+
+def test_vgg_config_builds_the_named_network():
+    torch.manual_seed(0)
+    built = VGGConfig(bits=3, neuron="lif", reset="soft", pool="avg").build()
+    torch.manual_seed(0)
+    direct = spiking_vgg("vgg6", bits=3, neuron="lif", reset="soft", pool="avg")
+    assert repr(built) == repr(direct)
+    for (name, a), (_, b) in zip(built.state_dict().items(), direct.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    assert VGGConfig.from_value({"bits": 3, "neuron": "lif"}) == VGGConfig(bits=3, neuron="lif")
+    assert VGGConfig.from_value(None) == VGGConfig()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"network": {"arch": "vgg7"}}, r"^model\.network\.arch: arch='vgg7' is unknown"),
+        ({"network": {"bitz": 3}}, r"^model\.network: unknown network option\(s\) \['bitz'\]"),
+        ({"network": {"bits": 4}}, r"^model\.network\.bits: bits=4 needs 15 weight levels"),
+        ({"network": {"neuron": "lif"}}, r"^model\.network\.neuron: neuron='lif' is leaky .* cannot leak"),
+        ({"device": "no_such_device"}, r"^model\.device='no_such_device'"),
+    ],
+)
+def test_quest_vgg_errors_name_the_config_key(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        QuestVGG(**kwargs)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from quest_lightning import cli
+from quest_lightning.cli import main as quest_lightning_main
 from quest_lightning.report import (
     REPORT_FILE,
     SECTION_TITLES,
@@ -212,7 +212,7 @@ def test_missing_sections_are_skipped_and_said_so(tmp_path: Path) -> None:
     out = tmp_path / "out"
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):  # through the CLI, with --out-dir
-        assert cli.main(["report", str(tmp_path / "run"), "--out-dir", str(out)]) == 0
+        assert quest_lightning_main(["report", str(tmp_path / "run"), "--out-dir", str(out)]) == 0
     page = out / REPORT_FILE
     assert buffer.getvalue().strip() == str(page)
     assert not (tmp_path / "run" / "report").exists()

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from quest_lightning.launch import launch_script, num_processes, trainer_kwargs_from_launcher_env
+from quest_lightning.cli.launch import launch_script, num_processes, trainer_kwargs_from_launcher_env
 
 __all__ = ["find_sdk_cli", "lightning_main", "main", "trainer_kwargs_from_launcher_env"]
 
@@ -104,7 +104,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         usage="%(prog)s [LAUNCHER OPTIONS] SCRIPT [SCRIPT ARGS ...]",
         description=(
             "Run a training script with the launcher of `fabric run`. LT_* environment variables carry the options "
-            "to the script (a Trainer reads them via quest_lightning.launch.trainer_kwargs_from_launcher_env). One "
+            "to the script (a Trainer reads them via quest_lightning.cli.launch.trainer_kwargs_from_launcher_env). One "
             "process on one node runs in this interpreter; more go through torchrun. Arguments after SCRIPT are "
             "passed to the script unchanged."
         ),
