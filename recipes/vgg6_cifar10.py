@@ -6,6 +6,8 @@
     quest-lightning run --devices 2 recipes/vgg6_cifar10.py fit --config recipes/configs/paper.yaml
 
 Every LightningCLI option works (``--help``, ``--print_config``, ``--model.network.bits 3``, ``--ckpt_path last.ckpt``).
+A launcher's ``--devices`` wins over the config's ``trainer.devices``. If ``lightning run`` starts lightning-sdk's
+commands instead of this script, the SDK replaced the ``lightning`` command: ``quest-lightning doctor --fix``.
 """
 
 from pathlib import Path

@@ -5,6 +5,9 @@
 * After ``fit`` it tests the final model, builds the HTML report and prints a summary: test accuracy, mean spike
   rate, AOR, best R-S pattern, energy per sample, the ratios against CMOS, where the W&B run and the report are, and
   the ``wandb sync`` line.
+* A launcher's ``--devices``, ``--accelerator``, ... win over the config
+  (:func:`~quest_lightning.cli.launch.launcher_overrides`).
+* Every run writes into its own folder and a crash is recorded as one (:mod:`quest_lightning.cli.runs`).
 * The network options live under ``model.network`` (:class:`~quest_lightning.lightning.vgg_module.VGGConfig`); the
   older flat spelling (``--model.bits 3``, ``model: {bits: 3}`` in a config file) is still accepted and rewritten.
 """
@@ -20,11 +23,20 @@ from typing import Any
 
 import yaml
 from jsonargparse import Namespace
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from quest_lightning.cli.launch import trainer_kwargs_from_launcher_env
+from quest_lightning.cli.launch import launcher_overrides, trainer_kwargs_from_launcher_env
 from quest_lightning.cli.run_summary import find_callback, print_summary
+from quest_lightning.cli.runs import (
+    RunConfigCallback,
+    check_run_folder_is_free,
+    finish_wandb,
+    mark_failed,
+    versioned_folder,
+)
 from quest_lightning.lightning.callbacks import DeviceEnergyCallback
 from quest_lightning.lightning.data import CIFAR10DataModule
 from quest_lightning.lightning.vgg_module import QuestVGG, VGGConfig
@@ -131,8 +143,9 @@ class QuestLightningCLI(LightningCLI):
 
     def __init__(self, default_config: str | os.PathLike | None = None, args: Sequence[str] | None = None, **kwargs):
         self.default_config = default_config
+        self.trainer: Trainer | None = None
         os.environ.setdefault("WANDB_X_DISABLE_STATS", "true")
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", RunConfigCallback)
         defaults = dict(kwargs.pop("trainer_defaults", {}) or {})
         defaults.update(trainer_kwargs_from_launcher_env())
         super().__init__(QuestVGG, CIFAR10DataModule, args=args, trainer_defaults=defaults, **kwargs)
@@ -145,6 +158,31 @@ class QuestLightningCLI(LightningCLI):
         if not given and self.default_config is not None:
             given = ["fit", "--config", str(self.default_config)]  # no arguments: the recipe's default run
         self.config = parser.parse_args(translate_flat_network_keys(given))
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self._get(self.config, "trainer")
+        for key, value in launcher_overrides().items():
+            if trainer.get(key) != value and rank_zero_only.rank == 0:
+                print(
+                    f"note: the launcher's {key}={value!r} replaces trainer.{key}={trainer.get(key)!r} of the config",
+                    file=sys.stderr,
+                )
+            trainer[key] = value
+        if trainer.get("logger") is False or trainer.get("logger") == []:  # no logger: a new folder per run
+            trainer["default_root_dir"] = str(versioned_folder(trainer.get("default_root_dir") or os.getcwd()))
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        check_run_folder_is_free(self.trainer)
+        try:
+            super()._run_subcommand(subcommand)
+        except SystemExit as err:
+            if err.code not in (0, None):
+                mark_failed(self.trainer, err, subcommand)
+            raise
+        except BaseException as err:
+            mark_failed(self.trainer, err, subcommand)
+            raise
+        finish_wandb(self.trainer)
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -161,11 +199,11 @@ def _build_report(trainer) -> str | None:
     path = getattr(energy, "summary_path", None)
     if path is None:
         return None
-    from quest_lightning.report import build_report
+    from quest_lightning.report import build_report, report_files
 
     html = build_report(Path(path).parent)
     for logger in trainer.loggers:  # W&B gets the report's charts too
         if isinstance(logger, WandbLogger):
-            for png in sorted(html.parent.glob("*.png")):
+            for png in sorted(p for p in report_files(html.parent) if p.suffix == ".png"):
                 logger.log_image(key=f"report/{png.stem}", images=[str(png)])
     return str(html)

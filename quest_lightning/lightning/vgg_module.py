@@ -176,3 +176,8 @@ class QuestVGG(QuestModule):
         )
         self.network = network
         self.device_spec = spec
+        # The saved arguments are QuestVGG's own: QuestModule's num_classes and device_name follow from the network
+        # and the device, and the network is stored as plain values, so that checkpoints load back (with
+        # weights_only) through load_from_checkpoint and the CLI's --ckpt_path.
+        saved = {k: v for k, v in self.hparams.items() if k not in ("num_classes", "device_name")}
+        self._replace_hyperparameters({**saved, "network": network.to_dict()})

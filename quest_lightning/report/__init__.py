@@ -16,12 +16,14 @@ or ``quest-lightning report lightning_logs/version_0 [--out-dir DIR]``.
 * :mod:`~quest_lightning.report.html`: the self-contained HTML page.
 """
 
-from quest_lightning.report.build import REPORT_FILE, build_report, build_sections
+from quest_lightning.report.build import MANIFEST_FILE, REPORT_FILE, build_report, build_sections, report_files
 from quest_lightning.report.html import Plot, Section, Table
-from quest_lightning.report.inputs import METRICS_FILE, SUMMARY_FILE, find_summary, read_metrics_csv
+from quest_lightning.report.inputs import FAILED_FILE, METRICS_FILE, SUMMARY_FILE, find_summary, read_metrics_csv
 from quest_lightning.report.sections import SECTION_TITLES
 
 __all__ = [
+    "FAILED_FILE",
+    "MANIFEST_FILE",
     "METRICS_FILE",
     "REPORT_FILE",
     "SECTION_TITLES",
@@ -33,4 +35,5 @@ __all__ = [
     "build_sections",
     "find_summary",
     "read_metrics_csv",
+    "report_files",
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 SUMMARY_FILE = "quest_summary.json"
 """The run summary's file name (the same as ``quest_lightning.lightning.callbacks.SUMMARY_FILE``)."""
@@ -47,3 +49,19 @@ def read_metrics_csv(path: str | Path) -> list[dict[str, float | None]]:
     """Lightning's ``metrics.csv`` as rows of ``{column: float or None}`` (empty and non-numeric cells are None)."""
     with open(path, newline="", encoding="utf-8") as f:
         return [{k: _number(v) for k, v in row.items() if k} for row in csv.DictReader(f)]
+
+
+FAILED_FILE = "quest_failed.json"
+"""Written next to the run summary by the recipe CLI when the run raised (what, where, when)."""
+
+
+def read_failure(summary_path: str | Path) -> dict[str, Any] | None:
+    """The failure record next to a run summary (``quest_failed.json``), or None when the run did not fail."""
+    path = Path(summary_path).with_name(FAILED_FILE)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return {"error": type(err).__name__, "message": f"{path} is unreadable: {err}"}
+    return record if isinstance(record, dict) else {"message": f"{path} holds no failure record"}

@@ -112,3 +112,25 @@ def test_vgg_config_builds_the_named_network():
 def test_quest_vgg_errors_name_the_config_key(kwargs, match):
     with pytest.raises(ValueError, match=match):
         QuestVGG(**kwargs)
+
+
+def test_checkpoint_keeps_the_arguments_and_loggers_get_the_description(tmp_path):
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    module = QuestModule(_net(bits=3), timesteps=3, lr=1e-12, pattern=5)  # lr ~ 0: the predictions stay put
+    trainer = pl.Trainer(
+        max_epochs=1, logger=CSVLogger(tmp_path), default_root_dir=tmp_path, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=8))
+    (ckpt,) = tmp_path.rglob("*.ckpt")
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert saved["timesteps"] == 3 and saved["pattern"] == 5
+    assert not {"bits", "neuron", "reset", "threshold", "backend"} & set(saved)  # the description is not an argument
+    loaded = QuestModule.load_from_checkpoint(ckpt, model=_net(bits=3), map_location="cpu")
+    assert dict(loaded.hparams) == dict(module.hparams)
+    for (name, a), (_, b) in zip(loaded.state_dict().items(), module.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    # train/acc is logged once per epoch, from the module's own epoch-end hook: the accuracy over all 16 samples
+    with torch.no_grad():
+        expected = (module(x).mean(0).argmax(1) == y).float().mean()
+    torch.testing.assert_close(trainer.callback_metrics["train/acc"], expected)
