@@ -9,7 +9,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from callback_helpers import no_host_reads
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from quest_lightning.lightning.callbacks import (
@@ -105,29 +106,11 @@ def test_a_fault_is_raised_at_the_next_synchronisation_naming_its_step(tmp_path,
     assert not list(tmp_path.rglob(SUMMARY_FILE))  # nothing of the degenerate run was written
 
 
-@contextlib.contextmanager
-def _no_host_reads():
-    """Make every tensor-to-Python conversion (the host synchronisations of a GPU) raise."""
-
-    def refuse(self, *args, **kwargs):
-        raise AssertionError("a tensor was read on the host inside a counted step")
-
-    names = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__")
-    saved = {n: getattr(Tensor, n) for n in names}
-    try:
-        for n in names:
-            setattr(Tensor, n, refuse)
-        yield
-    finally:
-        for n, f in saved.items():
-            setattr(Tensor, n, f)
-
-
 def _guarded(method, stage_end):
     def run(self, trainer, *args, **kwargs):
         batch_idx = trainer.fit_loop.epoch_loop.batch_idx
         quiet = batch_idx + 1 < trainer.num_training_batches and not stage_end(trainer)
-        with _no_host_reads() if quiet else contextlib.nullcontext():
+        with no_host_reads() if quiet else contextlib.nullcontext():
             return method(self, trainer, *args, **kwargs)
 
     return run

@@ -19,14 +19,6 @@ from quest_lightning.nn import DirectEncoder, QuantConv2d, QuantIFNode, QuantLea
 T, N, BATCH, N_VAL = 6, 64, 16, 24
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _images(n, seed):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)

@@ -32,14 +32,6 @@ class Padded:
         return len(self.loader)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _data():
     g = torch.Generator().manual_seed(0)
     return TensorDataset(torch.rand(N, 1, 8, 8, generator=g), torch.randint(0, 10, (N,), generator=g))

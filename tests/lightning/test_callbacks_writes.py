@@ -8,45 +8,17 @@ import math
 import lightning.pytorch as pl
 import pytest
 import torch
+from callback_helpers import CodeSnapshots
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from quest_lightning.devices import get_device
 from quest_lightning.lightning.callbacks import DeviceEnergyCallback, WeightTransitionMonitor
 from quest_lightning.lightning.module import QuestModule
-from quest_lightning.nn import QuantLayerMixin, SpikingVGG
+from quest_lightning.nn import SpikingVGG
 from quest_lightning.summary import RunSummary
 
 BATCH, BATCHES, CYCLES = 4, 6, 50
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class Snapshots(pl.Callback):
-    """The codes of every quantized layer before and after each training batch, by the MINT formula written out."""
-
-    def __init__(self):
-        self.before, self.after = {}, {}
-
-    def _codes(self, pl_module):
-        out = {}
-        for name, m in pl_module.named_modules():
-            if isinstance(m, QuantLayerMixin) and m.enabled:
-                with torch.no_grad():
-                    out[name] = torch.round(torch.clamp(torch.tanh(m.weight) / m.alpha, -1, 1)).to(torch.int64)
-        return out
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.before[(trainer.current_epoch, batch_idx)] = self._codes(pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.after[(trainer.current_epoch, batch_idx)] = self._codes(pl_module)
 
 
 def _device():
@@ -86,7 +58,7 @@ def _nearest_rank(values, q):
 
 
 def test_writes_per_cell_equal_a_brute_force_count_and_project_the_first_failure(one_thread, tmp_path):
-    snapshots = Snapshots()
+    snapshots = CodeSnapshots()
     monitor, energy = _run(tmp_path, "all", snapshots=snapshots)
     writes = monitor.writes_per_cell
     assert set(writes) == set(monitor.layer_names) and all(w.dtype == torch.int32 for w in writes.values())
