@@ -98,13 +98,17 @@ def load_quest_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, 
     try:
         module = QuestVGG.load_from_checkpoint(path, map_location="cpu")
     except ValueError:
-        if not isinstance(hparams.get("bits"), list):
+        bits = hparams.get("bits")
+        if isinstance(bits, int):
             raise
-        # FALLBACK for checkpoints whose hyperparameters record ``bits`` as a list (QuestModule's description of the
-        # network overwrote QuestVGG's int argument); remove once QuestVGG.load_from_checkpoint reads them itself.
-        fixed = dict(hparams, bits=hparams["bits"][0])
+        # FALLBACK for checkpoints whose hyperparameters record ``bits`` as a list, or None without quantized layers
+        # (QuestModule's description of the network overwrote QuestVGG's int argument); remove once
+        # QuestVGG.load_from_checkpoint reads such checkpoints itself.
         accepted = inspect.signature(QuestVGG.__init__).parameters
-        module = QuestVGG(**{k: v for k, v in fixed.items() if k in accepted})
+        kwargs = {k: v for k, v in hparams.items() if k in accepted and k != "bits"}
+        if isinstance(bits, list) and len(bits) == 1:
+            kwargs["bits"] = bits[0]
+        module = QuestVGG(**kwargs)
         module.load_state_dict(ckpt["state_dict"])
     info = {"epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
     return module.eval(), {**hparams, "_checkpoint": info}

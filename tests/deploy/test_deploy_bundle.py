@@ -108,7 +108,15 @@ def test_manifest_describes_the_network(trained_digits, tmp_path):
     neuron = next(e for e in manifest["graph"] if e["name"] == "features.1.neuron")
     step = layer.alpha.item() / 1  # Q = 1 for 2 bits
     assert neuron["threshold_int"] == math.ceil(0.5 / step) and neuron["reset"] == "hard"
-    assert neuron["bounds_no_spike"] == neuron["bounds_no_spike"] and len(neuron["bounds_no_spike"]) == 2
+    # requantization boundaries by brute force: the first m whose state round(clip(tanh(m*step)/alpha)) reaches
+    # level -Q+1 = 0 and level Q = 1 (Python's round is half-to-even, like torch.round)
+    alpha = layer.alpha.item()
+
+    def level(m):
+        return round(max(-1.0, min(1.0, math.tanh(m * step) / alpha)))
+
+    first = [next(m for m in range(-200, 200) if level(m) >= k) for k in (0, 1)]
+    assert neuron["bounds_no_spike"] == first
 
 
 def test_programming_map_maps_back_to_the_codes(trained_digits, tmp_path):
