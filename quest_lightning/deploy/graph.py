@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from quest_lightning.nn.inspect import require_quantized_layers
 from quest_lightning.nn.layers import QuantConv2d, QuantLayerMixin, QuantLinear
@@ -41,6 +42,7 @@ __all__ = [
     "PlannedStage",
     "Stage",
     "infer_input_shape",
+    "model_spikes",
     "plan",
     "pool_geometry",
     "synapse_geometry",
@@ -287,6 +289,31 @@ def plan(model: nn.Module, *, input_spikes: bool = False) -> list[PlannedStage]:
         else:
             planned.append(PlannedStage(stage, "integer" if spiking else "float32", spiking))
     return planned
+
+
+def model_spikes(model: nn.Module, x_seq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """``(output, spikes per neuron)`` of ``model`` on ``x_seq`` (``[T, B, ...]``), in inference mode; the spikes are
+    those its neurons emit in its own forward pass (each neuron's ``multi_step`` is wrapped for the call)."""
+    from quest_lightning.nn.inspect import spiking_neurons
+
+    net = unwrap(model)
+    store: dict[str, Tensor] = {}
+    neurons = spiking_neurons(net)
+    for name, neuron in neurons:
+
+        def wrapped(x: Tensor, return_membrane: str = "none", _name: str = name, _orig=neuron.multi_step):
+            out = _orig(x, return_membrane)
+            store[_name] = out[0].detach()
+            return out
+
+        neuron.multi_step = wrapped
+    try:
+        with torch.no_grad():
+            out = net(x_seq)
+    finally:
+        for _, neuron in neurons:
+            neuron.__dict__.pop("multi_step", None)
+    return out, store
 
 
 def synapse_geometry(layer: QuantLayerMixin) -> dict[str, object]:

@@ -1,10 +1,9 @@
-"""Helpers of the deployment tests: the 8x8 digits, a small spiking convnet, a short training loop, and a recorder
-of the spikes a model emits in its own forward pass."""
+"""Helpers of the deployment tests: the 8x8 digits, a small spiking convnet, and a short training loop."""
 
 import torch
 import torch.nn.functional as F
 
-from quest_lightning.nn import DirectEncoder, SpikingVGG, spiking_neurons
+from quest_lightning.nn import DirectEncoder, SpikingVGG
 
 T = 4
 
@@ -52,23 +51,3 @@ def trained(x: torch.Tensor, y: torch.Tensor, epochs: int = 2, **kwargs) -> Spik
     finally:
         torch.set_num_threads(threads)
     return model
-
-
-def model_spikes(model: torch.nn.Module, x_seq: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``(output, spikes per neuron)`` of ``model`` on ``x_seq``, the spikes taken from its own forward pass."""
-    store: dict[str, torch.Tensor] = {}
-    for name, neuron in spiking_neurons(model):
-
-        def wrapped(x, return_membrane="none", _name=name, _orig=neuron.multi_step):
-            out = _orig(x, return_membrane)
-            store[_name] = out[0].detach()
-            return out
-
-        neuron.multi_step = wrapped
-    try:
-        with torch.no_grad():
-            out = model(x_seq)
-    finally:
-        for _, neuron in spiking_neurons(model):
-            neuron.__dict__.pop("multi_step", None)
-    return out, store

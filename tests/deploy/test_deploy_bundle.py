@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from deploy_helpers import T, digits_net, model_spikes, trained
+from deploy_helpers import T, digits_net, trained
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
@@ -21,6 +21,7 @@ from quest_lightning.deploy import (
     programming_map,
 )
 from quest_lightning.deploy.compile import compile_neuron
+from quest_lightning.deploy.graph import model_spikes
 from quest_lightning.deploy.runner import int_conv2d, int_linear, integer_scan
 from quest_lightning.devices import enumerate_patterns, get_device
 from quest_lightning.functional.integer import integer_neuron_program, integer_neuron_scan
