@@ -144,10 +144,13 @@ def _trace(module: nn.Module, prefix: str, out: list[Stage]) -> None:
     elif isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
         out.append(Stage("pool", prefix, module))
     elif isinstance(module, nn.Flatten):
-        if module.start_dim != 2 or module.end_dim != -1:
+        # on [T, B, ...]: nn.Flatten(2), or a multi-step module (SpikingJelly's layer.Flatten) flattening from 1
+        start = module.start_dim + (1 if getattr(module, "step_mode", "s") == "m" else 0)
+        if start != 2 or module.end_dim != -1:
             raise NotDeployableError(
-                f"{prefix!r} is nn.Flatten(start_dim={module.start_dim}, end_dim={module.end_dim}); on [T, B, ...] "
-                "input a network flattens each sample with nn.Flatten(start_dim=2)."
+                f"{prefix!r} is {type(module).__name__}(start_dim={module.start_dim}, end_dim={module.end_dim}); on "
+                "[T, B, ...] input a network flattens each sample: nn.Flatten(start_dim=2) or SpikingJelly's "
+                "layer.Flatten(start_dim=1, step_mode='m')."
             )
         out.append(Stage("flatten", prefix, module))
     elif isinstance(module, _SKIPPED):
@@ -293,26 +296,26 @@ def plan(model: nn.Module, *, input_spikes: bool = False) -> list[PlannedStage]:
 
 def model_spikes(model: nn.Module, x_seq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """``(output, spikes per neuron)`` of ``model`` on ``x_seq`` (``[T, B, ...]``), in inference mode; the spikes are
-    those its neurons emit in its own forward pass (each neuron's ``multi_step`` is wrapped for the call)."""
+    those its neurons emit in its own forward pass (each neuron's multi-step scan is wrapped for the call)."""
     from quest_lightning.nn.inspect import spiking_neurons
 
     net = unwrap(model)
     store: dict[str, Tensor] = {}
     neurons = spiking_neurons(net)
-    for name, neuron in neurons:
+    for name, neuron in neurons:  # every multi-step path of a neuron goes through its scan
 
-        def wrapped(x: Tensor, return_membrane: str = "none", _name: str = name, _orig=neuron.multi_step):
-            out = _orig(x, return_membrane)
+        def wrapped(x: Tensor, u0: Tensor | None, return_membrane: str, _name: str = name, _orig=neuron._scan):
+            out = _orig(x, u0, return_membrane)
             store[_name] = out[0].detach()
             return out
 
-        neuron.multi_step = wrapped
+        neuron._scan = wrapped
     try:
         with torch.no_grad():
             out = net(x_seq)
     finally:
         for _, neuron in neurons:
-            neuron.__dict__.pop("multi_step", None)
+            neuron.__dict__.pop("_scan", None)
     return out, store
 
 

@@ -2,6 +2,7 @@
 
 import torch
 import torch.nn.functional as F
+from spikingjelly.activation_based import functional
 
 from quest_lightning.nn import DirectEncoder, SpikingVGG
 
@@ -28,10 +29,12 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int 
         order = torch.randperm(len(y), generator=gen)
         for i in range(0, len(order), 32):
             idx = order[i : i + 32]
+            functional.reset_net(model)  # neurons called as modules keep their state between calls
             loss = F.cross_entropy(model(encode(x[idx])).mean(0), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
+    functional.reset_net(model)
     model.eval()
 
 
