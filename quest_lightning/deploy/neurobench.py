@@ -170,12 +170,9 @@ def _is_spiking(x: Tensor) -> bool:
     return bool(((x == 0) | (x == 1) | (x == -1)).all())
 
 
-def synaptic_operations(model: nn.Module, x_seq: Tensor) -> SynapticOperations:
-    """NeuroBench's synaptic operations of ``model`` on the encoded batch ``x_seq`` (``[T, B, ...]``), per sample.
-
-    One forward pass with a pre-hook on every synaptic layer, which records per call the non-zero inputs per position
-    and NeuroBench's spiking test.
-    """
+def _forward_counts(model: nn.Module, x_seq: Tensor) -> tuple[SynapticOperations, dict[str, Tensor]]:
+    """One forward pass: NeuroBench's synaptic operations (a pre-hook on every synaptic layer records, per call, the
+    non-zero inputs per position and NeuroBench's spiking test) and every neuron's spikes."""
     net = unwrap(model)
     calls: dict[str, list[tuple[Tensor, int, bool]]] = {}
     handles = []
@@ -183,15 +180,13 @@ def synaptic_operations(model: nn.Module, x_seq: Tensor) -> SynapticOperations:
 
         def hook(module: nn.Module, args: tuple[Tensor, ...], _name: str = name) -> None:
             x = args[0].detach()
-            feature_dims = module.feature_dims
-            rows = x.reshape(-1, *x.shape[x.dim() - feature_dims :])
+            rows = x.reshape(-1, *x.shape[x.dim() - module.feature_dims :])
             nonzero = (rows != 0).sum(0, dtype=torch.float64)
             calls.setdefault(_name, []).append((nonzero, rows.shape[0], _is_spiking(x)))
 
         handles.append(layer.register_forward_pre_hook(hook))
     try:
-        with torch.no_grad():
-            net(x_seq)
+        _, spikes = model_spikes(net, x_seq)
     finally:
         for h in handles:
             h.remove()
@@ -201,7 +196,18 @@ def synaptic_operations(model: nn.Module, x_seq: Tensor) -> SynapticOperations:
         for name, records in calls.items()
         for counts, rows, spiking in records
     )
-    return SynapticOperations(ops, int(x_seq.shape[1]))
+    return SynapticOperations(ops, int(x_seq.shape[1])), spikes
+
+
+def synaptic_operations(model: nn.Module, x_seq: Tensor) -> SynapticOperations:
+    """NeuroBench's synaptic operations of ``model`` on the encoded batch ``x_seq`` (``[T, B, ...]``), per sample,
+    from one forward pass."""
+    return _forward_counts(model, x_seq)[0]
+
+
+def _sparsity_of(spikes: dict[str, Tensor]) -> float:
+    nonzero = sum(int(s.count_nonzero()) for s in spikes.values())
+    return activation_sparsity_from_counts(nonzero, sum(s.numel() for s in spikes.values()))
 
 
 def activation_sparsity_from_counts(nonzero: float, elements: float) -> float:
@@ -218,9 +224,7 @@ def activation_sparsity_from_counts(nonzero: float, elements: float) -> float:
 
 def activation_sparsity(model: nn.Module, x_seq: Tensor) -> float:
     """NeuroBench's ``ActivationSparsity`` of ``model`` on ``x_seq``: zero outputs over all outputs of all neurons."""
-    _, spikes = model_spikes(model, x_seq)
-    nonzero = sum(int(s.count_nonzero()) for s in spikes.values())
-    return activation_sparsity_from_counts(nonzero, sum(s.numel() for s in spikes.values()))
+    return _sparsity_of(model_spikes(model, x_seq)[1])
 
 
 def connection_sparsity(model: nn.Module) -> float:
@@ -303,13 +307,9 @@ class NeuroBenchMetrics:
 
 
 def neurobench_metrics(model: nn.Module, x_seq: Tensor) -> NeuroBenchMetrics:
-    """All four metrics of ``model`` on the encoded batch ``x_seq`` (``[T, B, ...]``)."""
-    return NeuroBenchMetrics(
-        synaptic_operations(model, x_seq),
-        activation_sparsity(model, x_seq),
-        connection_sparsity(model),
-        footprint(model),
-    )
+    """All four metrics of ``model`` on the encoded batch ``x_seq`` (``[T, B, ...]``), from one forward pass."""
+    synops, spikes = _forward_counts(model, x_seq)
+    return NeuroBenchMetrics(synops, _sparsity_of(spikes), connection_sparsity(model), footprint(model))
 
 
 def neurobench_view(model: nn.Module) -> nn.Module:

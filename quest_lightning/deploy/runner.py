@@ -248,8 +248,8 @@ class IntegerRunner:
 
     def _pool(self, entry: dict[str, Any], x: Tensor) -> Tensor:
         k, s, p = tuple(entry["kernel_size"]), tuple(entry["stride"]), tuple(entry["padding"])
-        if entry["op"] == "maxpool2d":
-            return _fold(lambda v: F.max_pool2d(v, k, s, p), x)
+        if entry["op"] == "maxpool2d":  # contiguous: torch's channels-last int8 max pooling fails on any size
+            return _fold(lambda v: F.max_pool2d(v.contiguous(), k, s, p), x)
         return _fold(lambda v: F.avg_pool2d(v, k, s, p), x.to(torch.float32))
 
     def stages(self, x: Tensor) -> Iterator[tuple[dict[str, Any], Tensor]]:
