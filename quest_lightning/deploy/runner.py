@@ -193,6 +193,11 @@ class IntegerRunner:
             )
         if self.timesteps is None:
             raise ValueError("the bundle does not record the number of time steps; pass [T, B, ...] input")
+        encoder = self.manifest["input"].get("encoder", "direct")
+        if encoder != "direct":
+            raise ValueError(
+                f"the bundle's network was trained with {encoder} coding; pass the encoded [T, B, ...] input"
+            )
         return x.unsqueeze(0).expand(self.timesteps, *x.shape)  # direct coding, a stride-0 view
 
     def _float_synapse(self, entry: dict[str, Any], x: Tensor) -> Tensor:
