@@ -97,7 +97,7 @@ def load_quest_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, 
         )
     try:
         module = QuestVGG.load_from_checkpoint(path, map_location="cpu")
-    except ValueError:
+    except (ValueError, TypeError, argparse.ArgumentError):  # a LightningCLI checkpoint fails in its instantiator
         bits = hparams.get("bits")
         if isinstance(bits, int):
             raise
