@@ -43,7 +43,7 @@ from quest_lightning.deploy import (  # noqa: E402
 )
 from quest_lightning.deploy.command import find_checkpoint, load_quest_checkpoint  # noqa: E402
 from quest_lightning.energy.cmos import ann_energy, diet_snn_energy  # noqa: E402
-from quest_lightning.lightning.data import CIFAR10DataModule  # noqa: E402
+from quest_lightning.lightning.data import CIFAR10DataModule, normalize_images  # noqa: E402
 from quest_lightning.metrics.functional import ann_ops  # noqa: E402
 from quest_lightning.nn import recording, reset_recording, synaptic_layers  # noqa: E402
 
@@ -52,7 +52,7 @@ def _test_images(n: int, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     dm = CIFAR10DataModule(test_subset=n, eval_batch_size=batch, batch_size=batch, augment=False)
     dm.prepare_data()
     dm.setup("test")
-    return [(x.float(), y) for x, y in dm.test_dataloader()]
+    return [(normalize_images(x), y) for x, y in dm.test_dataloader()]  # what on_after_batch_transfer does
 
 
 def _runner_vs_model(module, runner, batches) -> dict:

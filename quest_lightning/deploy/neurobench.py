@@ -146,6 +146,19 @@ class SynapticOperations:
         """``Dense`` per sample: all products, with all-ones inputs and weights."""
         return self._per_sample([op.dense for op in self.layers])
 
+    def per_layer(self) -> list[dict[str, Any]]:
+        """Per layer and kind of input (calls and batches merged, in first-seen order), per sample."""
+        merged: dict[tuple[str, bool], list[float]] = {}
+        for op in self.layers:
+            acc = merged.setdefault((op.name, op.spiking), [0.0, 0.0])
+            acc[0] += op.effective
+            acc[1] += op.dense
+        n = self.samples or 1
+        return [
+            {"name": name, "spiking": spiking, "effective_per_sample": eff / n, "dense_per_sample": dense / n}
+            for (name, spiking), (eff, dense) in merged.items()
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """NeuroBench's keys, per sample, with the per-layer counts and the source of the definitions."""
         return {
@@ -153,15 +166,7 @@ class SynapticOperations:
             "Effective_ACs": self.effective_acs,
             "Dense": self.dense,
             "samples": self.samples,
-            "per_layer": [
-                {
-                    "name": op.name,
-                    "spiking": op.spiking,
-                    "effective_per_sample": op.effective / self.samples if self.samples else 0.0,
-                    "dense_per_sample": op.dense / self.samples if self.samples else 0.0,
-                }
-                for op in self.layers
-            ],
+            "per_layer": self.per_layer(),
             "definition": CITATION,
         }
 
