@@ -7,16 +7,7 @@ What a bundle can represent is decided by :func:`~quest_lightning.deploy.graph.p
 :func:`~quest_lightning.deploy.command.export_command`.
 """
 
-from quest_lightning.deploy.bundle import (
-    BUNDLE_FORMAT,
-    SCHEMA_VERSION,
-    Bundle,
-    codes_from_states,
-    export,
-    load_bundle,
-    programming_map,
-    resolve_pattern,
-)
+from quest_lightning.deploy.bundle import BUNDLE_FORMAT, SCHEMA_VERSION, Bundle, export, load_bundle
 from quest_lightning.deploy.command import add_export_arguments, export_command
 from quest_lightning.deploy.compile import ChannelPrograms, compile_neuron
 from quest_lightning.deploy.graph import NotDeployableError, PlannedStage, Stage, model_spikes, plan, trace
@@ -33,6 +24,7 @@ from quest_lightning.deploy.neurobench import (
     synaptic_operations,
 )
 from quest_lightning.deploy.nir import NIRAgreement, import_with_snntorch, nir_spike_agreement, to_nir
+from quest_lightning.deploy.programming import codes_from_states, programming_map, resolve_pattern
 from quest_lightning.deploy.runner import IntegerRunner, RunnerOutput
 from quest_lightning.deploy.spikingjelly import (
     QuestNode,
