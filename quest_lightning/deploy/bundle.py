@@ -45,7 +45,7 @@ from quest_lightning.devices.patterns import format_mapping
 from quest_lightning.devices.spec import DeviceSpec
 from quest_lightning.functional.grid import num_levels, qmax
 from quest_lightning.functional.surrogate import fires_at_threshold
-from quest_lightning.metrics.functional import conv_output_size
+from quest_lightning.metrics.geometry import LayerGeometry
 from quest_lightning.nn.layers import QuantLayerMixin
 from quest_lightning.nn.neurons.base import QuantNeuron
 
@@ -122,7 +122,7 @@ def _out_shape(entry: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, ...]
     op = entry["op"]
     if op == "conv2d":
         layer = entry["_module"]
-        return (layer.out_channels, *conv_output_size(layer, shape[-2], shape[-1]))
+        return (layer.out_channels, *LayerGeometry.of(layer).output_size(shape[-2], shape[-1]))
     if op == "linear":
         return (entry["out_features"],)
     if op in ("maxpool2d", "avgpool2d"):

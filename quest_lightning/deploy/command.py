@@ -10,7 +10,6 @@ Wire it into an argparse CLI with :func:`add_export_arguments` and :func:`export
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,26 +89,12 @@ def load_quest_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, 
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     hparams = dict(ckpt.get("hyper_parameters") or {})
-    if "arch" not in hparams or "state_dict" not in ckpt:
+    if "network" not in hparams or "state_dict" not in ckpt:
         raise ValueError(
             f"{path} is not a QuestVGG checkpoint (its hyperparameters do not describe the network); export a "
             "QuestModule around your own network from Python: quest_lightning.deploy.export(module, out_dir, ...)"
         )
-    try:
-        module = QuestVGG.load_from_checkpoint(path, map_location="cpu")
-    except (ValueError, TypeError, argparse.ArgumentError):  # a LightningCLI checkpoint fails in its instantiator
-        bits = hparams.get("bits")
-        if isinstance(bits, int):
-            raise
-        # FALLBACK for checkpoints whose hyperparameters record ``bits`` as a list, or None without quantized layers
-        # (QuestModule's description of the network overwrote QuestVGG's int argument); remove once
-        # QuestVGG.load_from_checkpoint reads such checkpoints itself.
-        accepted = inspect.signature(QuestVGG.__init__).parameters
-        kwargs = {k: v for k, v in hparams.items() if k in accepted and k != "bits"}
-        if isinstance(bits, list) and len(bits) == 1:
-            kwargs["bits"] = bits[0]
-        module = QuestVGG(**kwargs)
-        module.load_state_dict(ckpt["state_dict"])
+    module = QuestVGG.load_from_checkpoint(path, map_location="cpu")
     info = {"epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
     return module.eval(), {**hparams, "_checkpoint": info}
 

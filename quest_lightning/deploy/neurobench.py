@@ -15,7 +15,7 @@ algorithms and systems", Nature Communications 16, 1545, 2025; the ``neurobench`
 
   divided by the number of samples. A row is one time step of one sample, so a direct-coded first layer counts
   :math:`T` times. ``Dense`` leaves out the zero padding, so it is below the ANN count
-  :math:`k_h k_w C_{in} C_{out} H_{out} W_{out}` of :func:`~quest_lightning.metrics.functional.ann_ops` at the borders.
+  :math:`k_h k_w C_{in} C_{out} H_{out} W_{out}` of :func:`~quest_lightning.metrics.geometry.ann_ops` at the borders.
   For spiking layers ``Effective_ACs`` is QUEST's :math:`N_{eff}` (the accumulates on non-zero weights).
 * **ActivationSparsity**: the fraction of zero outputs over all neurons, time steps and samples.
 * **ConnectionSparsity**: the fraction of zero weights over all synaptic layers; a quantized layer's weight is its
@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from quest_lightning.deploy.graph import model_spikes, unwrap
 from quest_lightning.metrics.functional import weight_input_sums
+from quest_lightning.metrics.geometry import LayerGeometry
 from quest_lightning.nn.inspect import synaptic_layers
 from quest_lightning.nn.layers import QuantLayerMixin
 
@@ -110,9 +111,9 @@ def layer_synaptic_operations(
         effective = float(counts @ mask.sum(0, dtype=torch.float64))
         dense = float(rows) * layer.in_features * layer.out_features
     else:
-        g = weight_input_sums(layer, counts)
+        g = weight_input_sums(LayerGeometry.of(layer), counts)
         effective = float((g * mask).sum())
-        dense = float(rows) * float(weight_input_sums(layer, torch.ones_like(counts)).sum())
+        dense = float(rows) * float(weight_input_sums(LayerGeometry.of(layer), torch.ones_like(counts)).sum())
     return LayerOperations(name, spiking, effective, dense, int(rows))
 
 

@@ -44,7 +44,7 @@ from quest_lightning.deploy.graph import (
     trace,
     unwrap,
 )
-from quest_lightning.metrics.functional import conv_output_size
+from quest_lightning.metrics.geometry import LayerGeometry
 from quest_lightning.nn.layers import QuantConv2d, QuantLayerMixin
 from quest_lightning.nn.neurons.base import QuantNeuron
 
@@ -131,7 +131,7 @@ def to_nir(model: nn.Module, *, input_shape: Sequence[int] | None = None, if_nod
                     bias=np.zeros(w.shape[0], dtype=np.float32) if bias is None else bias,
                     metadata=meta,
                 )
-                shape = (m.out_channels, *conv_output_size(m, shape[1], shape[2]))
+                shape = (m.out_channels, *LayerGeometry.of(m).output_size(shape[1], shape[2]))
             else:
                 node = nir.Linear(weight=w, metadata=meta) if bias is None else nir.Affine(w, bias, metadata=meta)
                 shape = (m.out_features,)

@@ -8,7 +8,7 @@ import torch
 
 from quest_lightning.deploy import IntegerRunner, load_bundle
 from quest_lightning.deploy.command import export_command, find_checkpoint
-from quest_lightning.lightning.vgg_module import QuestVGG
+from quest_lightning.lightning.vgg_module import QuestVGG, VGGConfig
 from quest_lightning.nn.vgg import VGG_CONFIGS
 
 
@@ -20,7 +20,7 @@ def tiny_arch(monkeypatch):
 
 def _save(tmp_path, name="run/checkpoints/last.ckpt", **kwargs) -> tuple[QuestVGG, str]:
     torch.manual_seed(0)
-    module = QuestVGG(arch="tiny", image_size=8, device="skmtj7", timesteps=3, **kwargs)
+    module = QuestVGG(VGGConfig(arch="tiny", image_size=8, **kwargs), device="skmtj7", timesteps=3)
     trainer = pl.Trainer(max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(module)
     path = tmp_path / name
@@ -46,7 +46,7 @@ def test_export_from_a_checkpoint_and_from_its_run_folder(tiny_arch, tmp_path, c
     assert "pattern -1→R0, 0→R1, +1→R2 (default" in out  # no pattern given or recorded: pattern 0, said so
     run = json.loads((tmp_path / "b2" / "manifest.json").read_text())["run"]
     assert run["checkpoint"].endswith("last.ckpt") and len(run["checkpoint_sha256"]) == 64
-    assert run["run_dir"].endswith("run") and run["hyperparameters"]["arch"] == "tiny"
+    assert run["run_dir"].endswith("run") and run["hyperparameters"]["network"]["arch"] == "tiny"
     assert run["pattern_source"].startswith("default")
 
 
@@ -89,3 +89,15 @@ def test_find_checkpoint_prefers_last(tmp_path):
     (tmp_path / "a" / "epoch=0.ckpt").write_bytes(b"")
     (tmp_path / "a" / "last.ckpt").write_bytes(b"")
     assert find_checkpoint(tmp_path).name == "last.ckpt"
+
+
+def test_the_quest_lightning_console_command_runs_export(tiny_arch, tmp_path, capsys):
+    from quest_lightning.cli import main
+
+    _, ckpt = _save(tmp_path)
+    assert main(["export", ckpt, "--out", str(tmp_path / "bundle")]) == 0
+    assert (tmp_path / "bundle" / "manifest.json").is_file()
+    assert main(["export", ckpt, "--out", str(tmp_path / "bundle")]) == 1  # not empty: refused without --force
+    assert "--force" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert "export" in capsys.readouterr().out

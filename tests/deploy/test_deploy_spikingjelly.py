@@ -17,7 +17,8 @@ from torch import nn
 from quest_lightning.deploy.graph import model_spikes
 from quest_lightning.deploy.spikingjelly import spikesim_periphery, spikingjelly_energy, to_spikingjelly
 from quest_lightning.energy.cmos import diet_snn_energy, get_cmos
-from quest_lightning.metrics.functional import ann_ops, weight_input_sums
+from quest_lightning.metrics.functional import weight_input_sums
+from quest_lightning.metrics.geometry import LayerGeometry, ann_ops
 from quest_lightning.nn import DirectEncoder, QuantConv2d, QuantIFNode, QuantLinear, recording, reset_recording
 
 
@@ -88,10 +89,10 @@ def test_spikingjelly_counts_equal_ours_and_our_cmos_energies(weight_quantized):
     with recording(net), torch.no_grad():
         net(x)
     layers = [m for m in net if isinstance(m, QuantConv2d | QuantLinear)]
-    synops = sum(float(weight_input_sums(m, m.input_counts).sum()) for m in layers[1:])
+    synops = sum(float(weight_input_sums(LayerGeometry.of(m), m.input_counts).sum()) for m in layers[1:])
     assert report.counts["synop"] == synops
     shapes = [(1, 8, 8), (8, 4, 4), (64,), (32,)]
-    ops = [ann_ops(m, s) for m, s in zip(layers, shapes, strict=True)]
+    ops = [ann_ops(LayerGeometry.of(m), s) for m, s in zip(layers, shapes, strict=True)]
     assert report.counts["mac"] == T * b * ops[0]
     # DIET-SNN rates: input spikes per input neuron per sample, summed over T
     rates = [None] + [float(m.input_counts.sum()) / (m.input_counts.numel() * b) for m in layers[1:]]
@@ -100,7 +101,8 @@ def test_spikingjelly_counts_equal_ours_and_our_cmos_energies(weight_quantized):
     assert (
         get_cmos("45nm_fp32").e_ac_j == cost.e_ac_pj * 1e-12 and get_cmos("45nm_fp32").e_mac_j == cost.e_mac_pj * 1e-12
     )
-    dense_sj = sum(float(weight_input_sums(m, m.input_counts).sum()) for m in layers[2:]) * cost.e_ac_pj * 1e-12 / b
+    dense_events = sum(float(weight_input_sums(LayerGeometry.of(m), m.input_counts).sum()) for m in layers[2:])
+    dense_sj = dense_events * cost.e_ac_pj * 1e-12 / b
     assert dense_sj == pytest.approx(sum(diet.per_layer_j[2:]), rel=1e-12)  # no borders in dense layers
     assert report.energy_mac_pj * 1e-12 / b == pytest.approx(T * diet.per_layer_j[0], rel=1e-12)
     reset_recording(net)
@@ -130,10 +132,6 @@ def test_spikesim_runs_on_the_quest_model_itself(trained_digits):
     assert sorted(direct.energy_by_stage.values()) == pytest.approx(sorted(view.energy_by_stage.values()))
 
 
-_NO_STEP_MODE = not hasattr(QuantConv2d(1, 1, 1), "step_mode")
-
-
-@pytest.mark.xfail(_NO_STEP_MODE, strict=True, reason="needs step_mode on quest layers")
 def test_simple_energy_runs_on_the_quest_model_itself(weight_quantized):
     net, x = weight_quantized
     functional.reset_net(net)
