@@ -315,8 +315,9 @@ class EnergyAware:
 
     # --- attach / detach --------------------------------------------------------------------------------------------
     def attach(self) -> EnergyAware:
-        """Install the knobs that are on (hysteresis, the read hooks) and return ``self``; idempotent."""
-        self.detach()
+        """Install the knobs that are on (hysteresis, the read hooks) and return ``self``; idempotent (held codes
+        already there are kept)."""
+        self.detach(keep_hysteresis=True)
         for _, layer in self.layers:
             if self.knobs.write_margin > 0:
                 set_hysteresis(layer, self.margin(layer))
@@ -327,14 +328,17 @@ class EnergyAware:
                 )
         return self
 
-    def detach(self) -> None:
-        """Remove everything :meth:`attach` installed (the layers are plain MINT layers again)."""
+    def detach(self, keep_hysteresis: bool = False) -> None:
+        """Remove what :meth:`attach` installed. With ``keep_hysteresis`` the layers keep their hysteresis and held
+        codes (the network as trained: evaluation and export then use the codes the device holds); otherwise they
+        are plain MINT layers again."""
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-        for _, layer in self.layers:
-            if layer.hysteresis is not None:
-                set_hysteresis(layer, None)
+        if not keep_hysteresis:
+            for _, layer in self.layers:
+                if layer.hysteresis is not None:
+                    set_hysteresis(layer, None)
         self.begin_step()
 
     # --- the read penalty -------------------------------------------------------------------------------------------
