@@ -7,11 +7,11 @@ the nearest level :math:`j` only when the continuous code :math:`u` is past the 
 
 .. math::
 
-    h_{ij} = h \, \frac{E_w^p[i, j]}{\bar E_w^p}, \qquad
-    \bar E_w^p = \operatorname{mean}_{|i - j| = 1} E_w^p[i, j],
+    h_{ij} = h \, \frac{E_w^p[i, j]}{\max_{|k - l| = 1} E_w^p[k, l]},
 
 so an expensive transition needs a larger push than a cheap one (:func:`write_margins`); otherwise
-:math:`h_{ij} = h`.
+:math:`h_{ij} = h`. A margin of half a grid step or more would make a move impossible (the continuous code can get
+at most one step past the midpoint of its neighbour): :math:`h < 0.5`.
 
 **Reads** (``read_weight``). A differentiable estimate of the device read energy per sample, the quantity the AOR
 meter counts weighted by each level's read energy, is added to the loss:
@@ -95,16 +95,22 @@ def set_hysteresis(layer: QuantLayerMixin, margin: Margin | None) -> None:
 
 
 def write_margins(write_j: Tensor, margin: float) -> Tensor:
-    """The write-aware margin table :math:`h_{ij} = h\\,E_w^p[i, j] / \\bar E_w^p` (grid steps, float64 ``[L, L]``),
-    with :math:`\\bar E_w^p` the mean write energy between neighbouring levels.
+    """The write-aware margin table (grid steps, float64 ``[L, L]``):
+
+    .. math::
+
+        h_{ij} = \\min\\Big(h\\,\\frac{E_w^p[i, j]}{\\max_{|k-l|=1} E_w^p[k, l]},\\ 0.95\\,\\frac{|i-j|}{2}\\Big),
+
+    so the most expensive move between neighbouring levels gets :math:`h` and the others less, in proportion to
+    their write energy; the cap keeps every move possible (:func:`~quest_lightning.functional.hysteresis.check_margin`).
 
     Args:
         write_j: :math:`E_w^p`, one pattern's ``[L, L]`` write energies in joules.
-        margin: :math:`h`, the margin of a transition of average cost.
+        margin: :math:`h < 0.5`, the margin of the most expensive neighbouring move.
 
     Raises:
         ValueError: ``write_j`` is not ``[L, L]`` with ``L >= 2``, holds a negative or non-finite energy, or its
-            neighbouring transitions all cost nothing.
+            neighbouring transitions all cost nothing; or a bad ``margin``.
     """
     e = torch.as_tensor(write_j, dtype=torch.float64)
     if e.dim() != 2 or e.shape[0] != e.shape[1] or e.shape[0] < 2:
@@ -113,10 +119,11 @@ def write_margins(write_j: Tensor, margin: float) -> Tensor:
     if not bool(torch.isfinite(e[off]).all()) or bool((e < 0).any()):
         raise ValueError("write_j must hold finite energies >= 0 (every transition of the pattern reachable).")
     i, j = torch.meshgrid(torch.arange(e.shape[0]), torch.arange(e.shape[0]), indexing="ij")
-    mean = e[(i - j).abs() == 1].mean()
-    if not mean > 0:
+    top = e[(i - j).abs() == 1].max()
+    if not top > 0:
         raise ValueError("the pattern's transitions between neighbouring levels cost nothing: nothing to weight by.")
-    return check_margin(float(check_margin(margin)) * e / mean)
+    table = float(check_margin(margin)) * e / top
+    return check_margin(torch.minimum(table, 0.95 * (i - j).abs().to(torch.float64) / 2))
 
 
 def read_level_costs(read_j: Tensor | None, levels: int, *, count_zero_level_reads: bool = False) -> Tensor:
@@ -164,26 +171,36 @@ def _synaptic_sum(layer: nn.Module, counts: Tensor, weight: Tensor) -> Tensor:
 
 
 def choose_pattern(energies: PatternEnergies, pattern: PatternChoice = "best", *, by: str = "write") -> int:
-    """The index of the pattern the knobs weigh by: an index, a mapping (one device state per level), or ``"best"``:
-    the lowest total write energy between neighbouring levels (``by="write"``) or the lowest mean read energy of the
-    non-zero levels (``by="read"``); lowest index on ties.
+    """The index of the pattern the knobs weigh by: an index, a mapping (one device state per level), or ``"best"``
+    (lowest index on ties):
+
+    * ``by="write"``: the lowest total write energy between neighbouring levels, :math:`\\sum_{|i-j|=1} E_w^p[i,j]`;
+    * ``by="read"``: the lowest read energy of the non-zero levels, :math:`\\sum_{v \\ne 0} E_r^p[v]`;
+    * ``by="both"`` (both knobs on): as ``"write"``, among the patterns where moving into the zero level costs less
+      than moving out of it, :math:`\\sum_{i} E_w^p[i, 0] < \\sum_{j} E_w^p[0, j]` over the neighbours of 0 (all
+      patterns when none does). The read knob drives weights to zero; with such a pattern those moves are cheap
+      writes, and the weighted hysteresis holds zeros instead of resisting them.
 
     Raises:
         ValueError: an index out of range, a mapping that is not a pattern, or an unknown ``by``.
     """
-    if by not in ("write", "read"):
-        raise ValueError(f"by={by!r} is unknown: use 'write' or 'read'.")
+    if by not in ("write", "read", "both"):
+        raise ValueError(f"by={by!r} is unknown: use 'write', 'read' or 'both'.")
     count = len(energies.patterns)
     if isinstance(pattern, str):
         if pattern != "best":
             raise ValueError(f"pattern={pattern!r} is unknown: use 'best', an index or a mapping of device states.")
         levels = energies.read_j.shape[-1]
-        if by == "write":
-            i, j = torch.meshgrid(torch.arange(levels), torch.arange(levels), indexing="ij")
-            score = energies.write_j[:, (i - j).abs() == 1].sum(-1)
-        else:
-            zero = (levels - 1) // 2
-            score = energies.read_j.sum(-1) - energies.read_j[:, zero]
+        zero = (levels - 1) // 2
+        if by == "read":
+            return int(torch.argmin(energies.read_j.sum(-1) - energies.read_j[:, zero]))
+        i, j = torch.meshgrid(torch.arange(levels), torch.arange(levels), indexing="ij")
+        score = energies.write_j[:, (i - j).abs() == 1].sum(-1)
+        if by == "both":
+            near = [v for v in (zero - 1, zero + 1) if 0 <= v < levels]
+            into, out = energies.write_j[:, near, zero].sum(-1), energies.write_j[:, zero, near].sum(-1)
+            if bool((into < out).any()):
+                score = torch.where(into < out, score, torch.full_like(score, math.inf))
         return int(torch.argmin(score))
     if isinstance(pattern, int) and not isinstance(pattern, bool):
         if not 0 <= pattern < count:
@@ -197,12 +214,13 @@ class EnergyAwareKnobs:
     """The knobs of energy-aware training (all off by default).
 
     Attributes:
-        write_margin: :math:`h`, the hysteresis margin in grid steps (0: off; 0.25 to 0.5 is a useful range).
+        write_margin: :math:`h`, the hysteresis margin in grid steps, in ``[0, 0.5)`` (0: off); weighted, the margin
+            of the most expensive neighbouring move.
         write_weighted: scale the margin per transition by the pattern's write energy (:func:`write_margins`).
         read_weight: :math:`\\lambda_r`, the weight of the read penalty :math:`R` in the loss (0: off).
         read_weighted: weight each level by the pattern's read energy (else every non-zero weight costs 1: AOR).
-        pattern: the R-S pattern the weighting uses: ``"best"`` (see :func:`choose_pattern`), an index or a
-            mapping.
+        pattern: the R-S pattern the weighting uses: ``"best"`` (see :func:`choose_pattern`: by write energy for
+            the write knob, by read energy for the read knob, ``by="both"`` for both), an index or a mapping.
         count_zero_level_reads: charge zero weights as reads in the penalty too.
 
     Raises:
@@ -221,6 +239,7 @@ class EnergyAwareKnobs:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name}={v!r} is invalid: expected a number >= 0 (0 turns the knob off).")
+        check_margin(self.write_margin)
         p = self.pattern
         if isinstance(p, list):
             object.__setattr__(self, "pattern", tuple(p))
@@ -292,7 +311,8 @@ class EnergyAware:
                 raise ValueError(f"the quantized layers use bits={bits}; energy weighting needs one bit width.")
             self.device = resolve_device(device if device is not None else "skmtj7")
             self.energies = pattern_energies(self.device, bits[0], states)
-            by = "write" if knobs.write_margin > 0 and knobs.write_weighted else "read"
+            write = knobs.write_margin > 0 and knobs.write_weighted
+            by = ("both" if knobs.read_weight > 0 else "write") if write else "read"
             self.pattern_index = choose_pattern(self.energies, knobs.pattern, by=by)
         self._hooks: list[Any] = []
         self._cost: Tensor | None = None

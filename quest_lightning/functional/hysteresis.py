@@ -13,11 +13,13 @@ nearest level :math:`j = \operatorname{round}(u)` is nearer than :math:`i` by mo
     \qquad j = \operatorname{round}(u).
 
 For a neighbouring level (:math:`j = i \pm 1`) the condition reads: :math:`u` is past the midpoint between
-:math:`i` and :math:`j` by more than :math:`h_{ij}` grid steps. The margin is a number :math:`h \ge 0` (the same
-for every transition) or an :math:`[L, L]` table :math:`h_{ij}` (write-aware weighting: expensive transitions get
-wider margins, see :func:`quest_lightning.energy.aware.write_margins`). :math:`h = 0` is plain rounding except at
-an exact tie :math:`|u - i| = |u - j|`, where the held code stays. Without held codes (the first pass) the codes are
-MINT's.
+:math:`i` and :math:`j` by more than :math:`h_{ij}` grid steps. The gain :math:`|u - i| - |u - j|` is at most
+:math:`|i - j|` (at :math:`u = j`), so a move stays possible only while :math:`h_{ij} < |i - j|/2`:
+:func:`check_margin` refuses larger margins, which would freeze weights for good. The margin is a number
+:math:`0 \le h < 0.5` (the same for every transition) or an :math:`[L, L]` table :math:`h_{ij}` (write-aware
+weighting: expensive transitions get wider margins, see :func:`quest_lightning.energy.aware.write_margins`).
+:math:`h = 0` is plain rounding except at an exact tie :math:`|u - i| = |u - j|`, where the held code stays.
+Without held codes (the first pass) the codes are MINT's.
 
 The gradient goes straight through the decision, as it goes through ``round`` in MINT: the backward pass is MINT's
 (:func:`~quest_lightning.functional.quantize.mint_kernel_vjp`) with the codes actually used.
@@ -48,12 +50,13 @@ Margin = float | Tensor
 def check_margin(margin: Margin, levels: int | None = None, *, values: bool = True) -> Margin:
     """Validate a margin and return it (a float, or a float64 ``[L, L]`` tensor with a zero diagonal).
 
-    With ``values=False`` a table's shape is checked but not its entries (which would need a host synchronisation);
-    the quantizer does that on every pass, :func:`check_margin` with ``values=True`` once when a margin is set.
+    A number must lie in :math:`[0, 0.5)`; a table entry :math:`h_{ij}` in :math:`[0, |i - j|/2)`. With
+    ``values=False`` a table's shape is checked but not its entries (which would need a host synchronisation): the
+    quantizer does that on every pass, :func:`check_margin` with ``values=True`` once when a margin is set.
 
     Raises:
-        ValueError: a negative or non-finite margin, or a table that is not ``[L, L]`` (the message gives the shape
-            expected).
+        ValueError: a negative, non-finite or too large margin (the move would be impossible), or a table that is
+            not ``[L, L]`` (the message gives the shape expected).
     """
     if isinstance(margin, Tensor):
         shape = tuple(margin.shape)
@@ -63,13 +66,24 @@ def check_margin(margin: Margin, levels: int | None = None, *, values: bool = Tr
         if not values:
             return margin
         table = margin.detach().to(torch.float64)
-        if not bool(torch.isfinite(table).all()) or bool((table < 0).any()):
-            raise ValueError("a hysteresis margin table must hold finite margins >= 0 (grid steps).")
+        i, j = torch.meshgrid(torch.arange(shape[0]), torch.arange(shape[0]), indexing="ij")
+        reach = (i - j).abs().to(torch.float64).to(table.device) / 2
+        off = i != j
+        if not bool(torch.isfinite(table).all()) or bool((table < 0).any()) or bool((table[off] >= reach[off]).any()):
+            raise ValueError(
+                "a hysteresis margin table must hold finite margins h_ij >= 0 and below |i - j| / 2 grid steps (a "
+                "larger one makes the move impossible)."
+            )
         return table * (1 - torch.eye(shape[0], dtype=table.dtype, device=table.device))
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin) or margin < 0:
         raise ValueError(
-            f"hysteresis margin={margin!r} is invalid: give a number of grid steps >= 0 (0.5 keeps a code until the "
-            "latent weight reaches the next level), or an [L, L] table."
+            f"hysteresis margin={margin!r} is invalid: give a number of grid steps in [0, 0.5) (0.25 keeps a code "
+            "until the latent weight is a quarter step past the midpoint), or an [L, L] table."
+        )
+    if margin >= 0.5:
+        raise ValueError(
+            f"hysteresis margin={margin!r} is too large: at 0.5 grid steps or more no code can move to its neighbour "
+            "(the continuous code gets at most half a step past the midpoint). Use a margin below 0.5."
         )
     return float(margin)
 

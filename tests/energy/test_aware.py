@@ -39,15 +39,19 @@ def test_doctests():
 def test_write_margins_by_hand():
     pe = pattern_energies(get_device("skmtj7"), bits=2)
     e = pe.write_j[30].tolist()
-    adjacent = [e[0][1], e[1][0], e[1][2], e[2][1]]
-    mean = sum(adjacent) / 4
+    top = max(e[0][1], e[1][0], e[1][2], e[2][1])
     table = write_margins(pe.write_j[30], 0.4).tolist()
     for i, j in itertools.product(range(3), range(3)):
-        assert table[i][j] == pytest.approx(0.0 if i == j else 0.4 * e[i][j] / mean)
+        assert table[i][j] == pytest.approx(0.0 if i == j else min(0.4 * e[i][j] / top, 0.95 * abs(i - j) / 2))
+    assert max(table[0][1], table[1][0], table[1][2], table[2][1]) == pytest.approx(0.4)
+    for p in range(len(pe.patterns)):  # every pattern's table keeps every move possible, at the largest margin
+        write_margins(pe.write_j[p], 0.49)
     with pytest.raises(ValueError, match=r"\[L, L\]"):
         write_margins(torch.ones(3), 0.4)
     with pytest.raises(ValueError, match="cost nothing"):
         write_margins(torch.zeros(3, 3), 0.4)
+    with pytest.raises(ValueError, match="too large"):
+        write_margins(pe.write_j[30], 0.5)
 
 
 def test_read_costs_by_hand():
@@ -65,6 +69,10 @@ def test_best_pattern_by_brute_force():
     read = [pe.read_j[p, 0].item() + pe.read_j[p, 2].item() for p in range(210)]
     assert choose_pattern(pe, "best", by="write") == min(range(210), key=lambda p: (write[p], p))
     assert choose_pattern(pe, "best", by="read") == min(range(210), key=lambda p: (read[p], p))
+    into = [pe.write_j[p, 0, 1].item() + pe.write_j[p, 2, 1].item() for p in range(210)]
+    out = [pe.write_j[p, 1, 0].item() + pe.write_j[p, 1, 2].item() for p in range(210)]
+    allowed = [p for p in range(210) if into[p] < out[p]]
+    assert allowed and choose_pattern(pe, "best", by="both") == min(allowed, key=lambda p: (write[p], p))
     assert choose_pattern(pe, 17) == 17
     assert choose_pattern(pe, tuple(pe.patterns.states[42].tolist())) == 42
     with pytest.raises(ValueError, match="out of range"):
@@ -135,7 +143,7 @@ def test_attach_and_detach():
     model = small_model()
     layers = quantized_layers(model)
     aware = EnergyAware(model, EnergyAwareKnobs(write_margin=0.3, read_weight=0.1), device="skmtj7")
-    assert aware.pattern_index == choose_pattern(aware.energies, "best", by="write")
+    assert aware.pattern_index == choose_pattern(aware.energies, "best", by="both")  # both knobs are on
     aware.attach().attach()  # idempotent
     table = write_margins(aware.energies.write_j[aware.pattern_index], 0.3)
     assert all(torch.equal(layer.hysteresis, table) for _, layer in layers)
@@ -155,7 +163,8 @@ def test_unweighted_knobs_need_no_device_and_bad_knobs_are_refused():
     aware = EnergyAware(small_model(), EnergyAwareKnobs(write_margin=0.2, write_weighted=False))
     assert aware.energies is None and aware.margin(quantized_layers(aware.model)[0][1]) == 0.2
     assert not EnergyAwareKnobs().on and EnergyAwareKnobs(read_weight=0.1).on
-    for kwargs in (dict(write_margin=-1), dict(read_weight=float("inf")), dict(pattern="worst"), dict(pattern=-2)):
+    bad = (dict(write_margin=-1), dict(write_margin=0.5), dict(read_weight=float("inf")), dict(pattern="worst"))
+    for kwargs in (*bad, dict(pattern=-2)):
         with pytest.raises(ValueError):
             EnergyAwareKnobs(**kwargs)
     with pytest.raises(ValueError, match="quantized layers"):
