@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from quest_lightning.functional.quantize import mint_quantize
@@ -51,15 +52,29 @@ def check_reset(reset: str) -> str:
     return reset
 
 
-def _positive_finite(name: str, value: object, meaning: str) -> float:
+def _positive_finite(name: str, value: object, meaning: str) -> float | Tensor:
+    if isinstance(value, Tensor):
+        return _floating_tensor(name, value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}={value!r} must be positive and finite: {meaning}.")
     return float(value)
 
 
+def _floating_tensor(name: str, value: Tensor) -> Tensor:
+    """A tensor-valued field (per-neuron or learnable): its values belong to the module that owns it."""
+    if not value.is_floating_point():
+        raise ValueError(f"{name} is a {value.dtype} tensor; a tensor-valued parameter must be floating point.")
+    return value
+
+
 @dataclass(frozen=True)
 class NeuronParams:
     """Parameters of the IF/LIF step, in the style of Norse's parameter tuples; validated on construction.
+
+    ``decay``, ``threshold`` and ``soft_reset_amount`` may also be floating-point tensors that broadcast against the
+    membrane: per-neuron or learnable values (snnTorch's ``learn_beta``, SpikingJelly's ``ParametricLIFNode``). Their
+    values belong to the module that owns them and are not checked here; a scan with tensor-valued parameters is
+    composed under autograd so that they receive gradients.
 
     Attributes:
         decay: leak factor :math:`\\lambda \\in [0, 1]` per time step; 1 is an IF neuron, MINT's LIF uses 0.5.
@@ -67,6 +82,10 @@ class NeuronParams:
         reset: ``"hard"`` (to zero), ``"soft"`` (subtract :math:`\\theta_r`) or ``"none"``.
         detach_reset: stop the gradient through the reset term (snnTorch always does; SpikingJelly optionally).
         soft_reset_amount: what a soft reset subtracts, :math:`\\theta_r > 0`; ``None`` means :math:`\\theta`.
+        subtract_after_decay: snnTorch's order of a soft reset: :math:`\\theta_r` is subtracted from the next
+            step's charge after the decay, :math:`H_{t+1} = \\lambda H_t + X_{t+1} - \\theta_r S_t`, which in the
+            carried-state form is :math:`U_t = H_t - (\\theta_r/\\lambda) S_t`. ``False`` (QUEST, MINT, SpikingJelly)
+            subtracts :math:`\\theta_r` from :math:`H_t` itself.
 
     Raises:
         ValueError: a NaN, infinite or non-positive ``threshold`` or ``soft_reset_amount``, a ``decay`` outside
@@ -81,10 +100,13 @@ class NeuronParams:
     reset: Reset = "hard"
     detach_reset: bool = False
     soft_reset_amount: float | None = None
+    subtract_after_decay: bool = False
 
     def __post_init__(self) -> None:
         decay = self.decay
-        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0.0 <= decay <= 1.0:
+        if isinstance(decay, Tensor):
+            decay = _floating_tensor("decay", decay)
+        elif isinstance(decay, bool) or not isinstance(decay, int | float) or not 0.0 <= decay <= 1.0:
             raise ValueError(
                 f"decay={decay!r} (the leak factor lambda) must lie in [0, 1]: use 1 for an IF neuron and a value "
                 "below 1 (MINT: 0.5) for a leaky one."
@@ -96,20 +118,37 @@ class NeuronParams:
                 "soft_reset_amount", amount, "a soft reset subtracts it from H_t (None subtracts the threshold)"
             )
         check_reset(self.reset)
-        object.__setattr__(self, "decay", float(decay))
+        if self.subtract_after_decay and self.reset == "soft" and not isinstance(decay, Tensor) and decay == 0.0:
+            raise ValueError("decay=0 with subtract_after_decay=True has no carried-state form (theta_r / decay).")
+        object.__setattr__(self, "decay", decay if isinstance(decay, Tensor) else float(decay))
         object.__setattr__(self, "threshold", threshold)
         object.__setattr__(self, "detach_reset", bool(self.detach_reset))
         object.__setattr__(self, "soft_reset_amount", amount)
+        object.__setattr__(self, "subtract_after_decay", bool(self.subtract_after_decay))
 
     @property
     def leaky(self) -> bool:
-        """Whether the membrane decays between steps (:math:`\\lambda < 1`)."""
-        return self.decay < 1.0
+        """Whether the membrane decays between steps (:math:`\\lambda < 1`); a learnable decay counts as leaky."""
+        decay = self.decay
+        if isinstance(decay, Tensor):
+            return decay.requires_grad or bool((decay.detach() < 1.0).any())
+        return decay < 1.0
 
     @property
-    def reset_amount(self) -> float:
+    def is_static(self) -> bool:
+        """Whether every parameter is a plain number (no per-neuron or learnable tensor)."""
+        return not any(isinstance(getattr(self, f.name), Tensor) for f in fields(self))
+
+    @property
+    def reset_amount(self) -> float | Tensor:
         """:math:`\\theta_r`: ``soft_reset_amount``, or the threshold when it is ``None``."""
         return self.threshold if self.soft_reset_amount is None else self.soft_reset_amount
+
+    @property
+    def post_reset_amount(self) -> float | Tensor:
+        """What a soft reset subtracts from :math:`H_t` in the carried-state form :math:`U_t = H_t - \\theta' S_t`:
+        :math:`\\theta_r`, or :math:`\\theta_r/\\lambda` with ``subtract_after_decay``."""
+        return self.reset_amount / self.decay if self.subtract_after_decay else self.reset_amount
 
 
 IF_HARD = NeuronParams()
@@ -136,35 +175,36 @@ class MembraneQuant:
         return mint_quantize(u, self.alpha, self.bits, self.transform, self.grad_scale)[0]
 
 
-def charge(u: Tensor | None, x: Tensor, decay: float) -> Tensor:
+def charge(u: Tensor | None, x: Tensor, decay: float | Tensor) -> Tensor:
     """The pre-reset membrane :math:`H_t = \\lambda U_{t-1} + X_t` (``x`` itself from a zero state ``u=None``)."""
     if u is None:
         return x
-    return u + x if decay == 1.0 else decay * u + x
+    return u + x if not isinstance(decay, Tensor) and decay == 1.0 else decay * u + x
 
 
 def reset_membrane(h: Tensor, s: Tensor, params: NeuronParams) -> Tensor:
-    """The post-reset membrane before quantization: :math:`H_t(1 - S_t)` (hard), :math:`H_t - \\theta_r S_t`
-    (soft) or :math:`H_t` (none); :math:`S_t` is detached when ``params.detach_reset``."""
+    """The post-reset membrane before quantization: :math:`H_t(1 - S_t)` (hard), :math:`H_t - \\theta' S_t`
+    (soft, :math:`\\theta'` = ``params.post_reset_amount``) or :math:`H_t` (none); :math:`S_t` is detached when
+    ``params.detach_reset``."""
     sr = s.detach() if params.detach_reset else s
     if params.reset == "hard":
         return h * (1.0 - sr)
     if params.reset == "soft":
-        return h - params.reset_amount * sr
+        return h - params.post_reset_amount * sr
     return h
 
 
 def reset_membrane_vjp(g_u: Tensor, h: Tensor, s: Tensor, params: NeuronParams) -> tuple[Tensor, Tensor | None]:
     """The vector-Jacobian product of :func:`reset_membrane`: ``(dL/dH_t, dL/dS_t or None)`` for ``g_u = dL/dU'_t``.
 
-    Hard: :math:`(g(1 - S_t), -g H_t)`; soft: :math:`(g, -\\theta_r g)`; none: :math:`(g, 0)`. The spike term is
+    Hard: :math:`(g(1 - S_t), -g H_t)`; soft: :math:`(g, -\\theta' g)`; none: :math:`(g, 0)`. The spike term is
     ``None`` when the reset is detached or absent.
     """
     if params.reset == "hard":
         g_h = g_u * (1.0 - s)
         return g_h, (None if params.detach_reset else -(g_u * h))
     if params.reset == "soft":
-        return g_u, (None if params.detach_reset else -(params.reset_amount * g_u))
+        return g_u, (None if params.detach_reset else -(params.post_reset_amount * g_u))
     return g_u, None
 
 
@@ -194,3 +234,80 @@ def neuron_step(
     if quant is not None:
         u_next = quant(u_next)
     return s, h, u_next
+
+
+def leaky_step(
+    x: Tensor,
+    mem: Tensor | None,
+    spike_fn: SpikeFn,
+    params: NeuronParams,
+    quant: Callable[[Tensor], Tensor] | None = None,
+    *,
+    reset_delay: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """One step of snnTorch's ``Leaky`` from the membrane it keeps, in its order of float operations.
+
+    snnTorch keeps one membrane ``mem``. With ``reset_delay=True`` it is the pre-reset :math:`H_{t-1}`, and the
+    reset of step :math:`t-1` is applied at step :math:`t` from :math:`R = \\operatorname{sg}(\\Theta(H_{t-1} -
+    \\theta))` (``snntorch._neurons.leaky.Leaky.forward``):
+
+    .. math::
+
+        H_t = \\lambda H_{t-1} + X_t - R\\,\\theta_r \\ \\text{(subtract)}, \\qquad
+        H_t = \\lambda \\big((1 - R) H_{t-1}\\big) + X_t \\ \\text{(zero)}, \\qquad S_t = \\Theta(H_t - \\theta),
+
+    and ``mem`` becomes :math:`H_t`. With ``reset_delay=False`` the reset is applied at once, as snnTorch does
+    (``mem = H_t - (S_t - R)\\,\\theta_r`` or ``H_t - (S_t - R) H_t``), and ``mem`` is that post-reset membrane. The
+    operations are snnTorch's, in its order, so spikes, membranes and gradients equal ``snn.Leaky``'s bit for bit
+    (a soft reset written as :math:`\\lambda(H - \\theta_r/\\lambda) + X` flips spikes at exact ties).
+
+    With a membrane quantizer (MINT) the step follows :func:`neuron_step` instead, because MINT quantizes the
+    post-reset state :math:`U = q(\\text{reset}(H))`, which must exist as a value: with ``reset_delay=True`` ``mem``
+    still holds :math:`H_{t-1}` and :math:`U_{t-1}` is formed from it at step :math:`t`; otherwise ``mem`` is
+    :math:`U_{t-1}` itself.
+
+    Args:
+        x: input current :math:`X_t`, any shape.
+        mem: the membrane as snnTorch keeps it (the shape of ``x``), or ``None`` for zero.
+        spike_fn: the surrogate spike function (snnTorch's fire on :math:`H - \\theta > 0`).
+        params: ``decay`` :math:`\\lambda` (already clamped to [0, 1], as snnTorch clamps ``beta``), ``threshold``,
+            ``reset``; a soft reset subtracts :math:`\\theta_r` after the decay when ``subtract_after_decay`` (snnTorch)
+            and :math:`\\lambda\\theta_r` otherwise; ``detach_reset`` detaches :math:`R` (snnTorch always does).
+        quant: membrane quantizer, or ``None`` for full precision.
+        reset_delay: snnTorch's ``reset_delay``.
+
+    Returns:
+        ``(spikes, mem)``: :math:`S_t` and the membrane to keep (and to pass back on the next call).
+
+    >>> from quest_lightning.functional.surrogate import get_surrogate
+    >>> p, mem, out = NeuronParams(threshold=1.0, reset="soft", subtract_after_decay=True), None, []
+    >>> for _ in range(4):
+    ...     s, mem = leaky_step(torch.tensor([0.75]), mem, get_surrogate("snntorch.atan"), p)
+    ...     out.append((s.item(), mem.item()))
+    >>> out
+    [(0.0, 0.75), (1.0, 1.5), (1.0, 1.25), (0.0, 1.0)]
+    """
+    theta, beta = params.threshold, params.decay
+    if mem is None:
+        mem = torch.zeros_like(x)
+    r = spike_fn(mem - theta)
+    r = r.detach() if params.detach_reset else r
+    if quant is not None:
+        if reset_delay:
+            h = charge(quant(reset_membrane(mem, r, params)), x, beta)
+            return spike_fn(h - theta), h
+        h = charge(mem, x, beta)
+        s = spike_fn(h - theta)
+        return s, quant(reset_membrane(h, s, params))
+    amount = params.reset_amount if params.subtract_after_decay else beta * params.reset_amount
+    if params.reset == "soft":
+        h = beta * mem + x - r * amount
+    elif params.reset == "hard":
+        h = beta * ((1 - r) * mem) + x
+    else:
+        h = beta * mem + x
+    s = spike_fn(h - theta)
+    if reset_delay or params.reset == "none":
+        return s, h
+    do_reset = s - r  # snnTorch's "avoid double reset"
+    return s, (h - do_reset * amount if params.reset == "soft" else h - do_reset * h)

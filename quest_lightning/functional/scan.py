@@ -49,7 +49,8 @@ def neuron_scan(
 ) -> tuple[Tensor, Tensor | None, Tensor]:
     """Run :func:`~quest_lightning.functional.neuron.neuron_step` over the leading time axis of ``x_seq``.
 
-    With ``fused=True`` (the default), no initial state and no membranes asked for, and ``quant`` ``None`` or a
+    With ``fused=True`` (the default), no initial state and no membranes asked for, plain-number parameters
+    (:attr:`~quest_lightning.functional.neuron.NeuronParams.is_static`), and ``quant`` ``None`` or a
     :class:`~quest_lightning.functional.neuron.MembraneQuant`, the whole scan is one autograd node
     (:class:`FusedNeuronScan`): the same spikes, gradients equal to fp32 rounding, and less memory kept for the
     backward pass. Otherwise the steps are composed under autograd.
@@ -66,7 +67,8 @@ def neuron_scan(
     Returns:
         ``(spikes [T, ...], membranes [T, ...] or None, final state [...])``.
     """
-    if fused and u0 is None and return_membrane == "none" and (quant is None or isinstance(quant, MembraneQuant)):
+    fusable = u0 is None and return_membrane == "none" and params.is_static
+    if fused and fusable and (quant is None or isinstance(quant, MembraneQuant)):
         spikes, u = fused_neuron_scan(x_seq, spike_fn, params, quant)
         return spikes, None, u
     u = u0

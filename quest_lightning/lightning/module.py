@@ -13,12 +13,13 @@ Optimizer and schedule default to the QUEST recipe: Adam, lr 1e-3, weight decay 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -94,11 +95,29 @@ class QuestModule(pl.LightningModule):
         self.timesteps = timesteps
         self.encoder = make_encoder(encoder, timesteps)
         self.save_hyperparameters(ignore=["model"])
-        self.hparams.update(_describe(model), milestones=list(milestones))  # a list keeps hparams.yaml plain YAML
-        self._hparams_initial = copy.deepcopy(self._hparams)  # what loggers record at fit start
+        self._replace_hyperparameters({**self.hparams, "milestones": list(milestones)})  # plain YAML, not a tuple
+        self.network_description = _describe(model)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """What loggers record at the start of a run: the constructor arguments (:attr:`hparams`), plus the
+        network's description (bits, neuron, reset, threshold, back-end) under the names no argument uses.
+
+        The description is never written back into :attr:`hparams`, which checkpoints store and
+        ``load_from_checkpoint`` and ``--ckpt_path`` pass back to the constructor.
+        """
+        initial = super().hparams_initial
+        for key, value in self.network_description.items():
+            initial.setdefault(key, value)
+        return initial
+
+    def _replace_hyperparameters(self, hparams: Mapping[str, Any]) -> None:
+        """Set the saved constructor arguments (what checkpoints store and loggers record) to ``hparams``."""
+        self._hparams = AttributeDict(hparams)
+        self._hparams_initial = copy.deepcopy(self._hparams)
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x`` (``[B, ...]``) over ``T`` steps and return the readout per step, ``[T, B, classes]``."""
@@ -123,11 +142,20 @@ class QuestModule(pl.LightningModule):
         acc = getattr(self, f"{stage}_acc")
         acc(logits, y)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", sync_dist=stage != "train", batch_size=y.shape[0])
-        self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        if stage != "train":  # the training accuracy is logged in on_train_epoch_end
+            self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=y.shape[0])
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")
+
+    def on_train_epoch_end(self) -> None:
+        # Computed here, in the module's hook, on every rank at the same point. A Metric logged from training_step is
+        # computed (a collective under DDP) by the progress bar on rank zero alone, in the middle of the callbacks'
+        # on_train_epoch_end hooks, where it would pair with another callback's collective on the other ranks.
+        if self.train_acc.update_called:  # an epoch without training batches has no accuracy to log
+            self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self.train_acc.reset()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "val")

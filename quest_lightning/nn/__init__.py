@@ -14,12 +14,13 @@ from quest_lightning.nn.inspect import (
     spiking_neurons,
     synaptic_layers,
 )
-from quest_lightning.nn.layers import InputKind, QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
+from quest_lightning.nn.layers import InputKind, QuantConv1d, QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
 from quest_lightning.nn.neurons import (
     QuantIFNode,
     QuantLeaky,
     QuantLIFNode,
     QuantNeuron,
+    QuantParametricLIFNode,
     backend_of,
     list_backends,
     make_neuron,
@@ -28,6 +29,7 @@ from quest_lightning.nn.neurons import (
 from quest_lightning.nn.vgg import VGG_CONFIGS, SpikingBlock, SpikingVGG, TimeSharedDropout, spiking_vgg
 
 __all__ = [
+    "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
     "QuantLayerMixin",
@@ -37,6 +39,7 @@ __all__ = [
     "QuantLeaky",
     "QuantIFNode",
     "QuantLIFNode",
+    "QuantParametricLIFNode",
     "Encoder",
     "DirectEncoder",
     "RateEncoder",

@@ -1,13 +1,16 @@
-"""``QuantConv2d`` and ``QuantLinear``: drop-in ``nn.Conv2d`` / ``nn.Linear`` with MINT weight quantization.
+"""``QuantConv1d``, ``QuantConv2d`` and ``QuantLinear``: drop-in ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Linear`` with MINT
+weight quantization.
 
 Each layer owns one learnable scale :math:`\\alpha` and keeps the integer codes of its last forward pass in
 ``codes`` (an ``int8`` tensor refreshed on every forward; not checkpointed, since it is derived from the weights).
 With ``enabled=False`` it is an ordinary full-precision layer (still recordable, so that the
 first, analog-input layer and the readout are counted in the energy accounting).
 
-Both accept single-step input (``[B, ...]``) and multi-step input with a leading time axis (``[T, B, ...]``), which is
+All accept single-step input (``[B, ...]``) and multi-step input with a leading time axis (``[T, B, ...]``), which is
 folded into the batch for the convolution or matrix product. An input repeated over time as a stride-0 view (direct
-coding) is computed once and the output expanded.
+coding) is computed once and the output expanded. Each declares which one it takes in ``step_mode`` (``"s"`` or
+``"m"``), the attribute SpikingJelly's layer wrappers carry and its op counters read: given to the constructor it is
+fixed and the input is checked against it; left ``None`` it follows the layout of each input.
 
 Both share one code path (:class:`QuantLayerMixin`): the quantization options (:class:`QuantOptions`), the forward
 pass and the recording; each class only says how its weight meets the input.
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
+from spikingjelly.activation_based.base import StepModule
 from torch import Tensor, nn
 
 from quest_lightning.functional.grid import check_bits, check_quant_bits, num_levels, qmax
@@ -83,8 +87,10 @@ def _is_repeated_over_time(x: Tensor, feature_dims: int) -> bool:
     return x.dim() == feature_dims + 2 and x.shape[0] > 1 and x.stride(0) == 0
 
 
-class QuantLayerMixin:
+class QuantLayerMixin(StepModule):
     """State and behaviour shared by the quantized layers (``weight`` comes from the ``nn`` base class).
+
+    A SpikingJelly ``StepModule``, so ``functional.set_step_mode(net, mode)`` reaches it.
 
     A subclass sets :attr:`feature_dims` (the number of trailing feature dimensions of one sample) and implements
     :meth:`_check_input` and :meth:`_apply_weight`; the forward pass, the recording and the ``repr`` are here.
@@ -98,6 +104,37 @@ class QuantLayerMixin:
     """Optional write-aware hysteresis margin (:mod:`quest_lightning.functional.hysteresis`; set it with
     :func:`quest_lightning.energy.aware.set_hysteresis`): a code changes only when the latent weight is past the
     boundary by the margin, and the codes held between passes are the ``held_codes`` buffer; ``None``: off."""
+    _step_mode: str | None = None  # declared step mode; None: follow each input
+    _input_step_mode: str = "s"  # the layout of the last input
+
+    @property
+    def step_mode(self) -> str:
+        """``"s"`` (input ``[B, ...]``) or ``"m"`` (input ``[T, B, ...]``), as SpikingJelly's ``layer.*`` declare it:
+        the declared mode, or, when none was declared, the layout of the last input."""
+        return self._step_mode or self._input_step_mode
+
+    @step_mode.setter
+    def step_mode(self, value: str | None) -> None:
+        if value not in ("s", "m", None):
+            raise ValueError(
+                f"step_mode={value!r} is unknown: use 's' (input [B, ...]), 'm' (input [T, B, ...]) or None "
+                "(follow each input)."
+            )
+        self._step_mode = value
+
+    def _check_step_mode(self, x: Tensor) -> None:
+        """Check ``x`` against the declared step mode, or note its layout when none is declared."""
+        multi = x.dim() >= self.feature_dims + 2
+        if self._step_mode is None:
+            mode = "m" if multi else "s"
+            if mode != self._input_step_mode:
+                self._input_step_mode = mode
+        elif (self._step_mode == "m") != multi and self.feature_dims > 1:
+            want = "[T, B, ...]" if self._step_mode == "m" else "[B, ...]"
+            raise ValueError(
+                f"{type(self).__name__} has step_mode={self._step_mode!r} and expects {want} input, got shape "
+                f"{tuple(x.shape)}; set step_mode (or functional.set_step_mode) to match the input."
+            )
 
     def _init_quant(
         self,
@@ -244,9 +281,8 @@ class QuantLayerMixin:
         first one is time. A batch-major ``[B, T, ...]`` tensor must be made time-major before the layer (for
         example ``x.transpose(0, 1)``, a view).
         """
-        mode = getattr(self, "step_mode", None)
-        if mode is not None:
-            return mode == "m"
+        if self._step_mode is not None:  # declared; otherwise the step_mode property follows the input's rank
+            return self._step_mode == "m"
         return x.dim() - self.feature_dims >= 2
 
     def record_input(self, x: Tensor) -> None:
@@ -299,6 +335,7 @@ class QuantLayerMixin:
         An input repeated over time as a stride-0 view is computed once and the output expanded.
         """
         self._check_input(x)
+        self._check_step_mode(x)
         w = self.quantized_weight()
         if self.record:
             self.record_input(x)
@@ -321,10 +358,73 @@ class QuantLayerMixin:
         self.recorded_rows = self.recorded_calls = self.recorded_steps = 0
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", bits={self.bits}, transform={self.transform!r}, enabled={self.enabled}"
+        step = "" if self._step_mode is None else f", step_mode={self._step_mode!r}"
+        return super().extra_repr() + f", bits={self.bits}, transform={self.transform!r}, enabled={self.enabled}" + step
 
 
-class QuantConv2d(QuantLayerMixin, nn.Conv2d):
+class _QuantConvMixin(QuantLayerMixin):
+    """The convolutions' input check and time folding; ``sample_layout`` names one sample's dimensions."""
+
+    sample_layout: ClassVar[str]
+    _conv_forward: Callable[[Tensor, Tensor, Tensor | None], Tensor]
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() not in (self.feature_dims + 1, self.feature_dims + 2):
+            raise ValueError(
+                f"{type(self).__name__} expects [B, {self.sample_layout}] or [T, B, {self.sample_layout}] input, got "
+                f"shape {tuple(x.shape)}."
+            )
+
+    def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
+        if x.dim() == self.feature_dims + 1:
+            return self._conv_forward(x, w, self.bias)
+        return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
+
+
+class QuantConv1d(_QuantConvMixin, nn.Conv1d):
+    """A ``nn.Conv1d`` whose weights live on a ``bits``-bit MINT grid.
+
+    Input ``[B, C, L]`` or ``[T, B, C, L]`` (time folded into the batch); output likewise.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype:
+            as ``nn.Conv1d`` (``bias`` defaults to ``False``: a bias is not stored on the device).
+        step_mode: ``"s"``, ``"m"`` or ``None`` (follow each input); see :attr:`QuantLayerMixin.step_mode`.
+        **quant: ``bits``, ``transform``, ``enabled``, ``use_alpha_grad_scale``, ``alpha_init``, ``input_kind``
+            (see :class:`QuantOptions`).
+
+    Raises:
+        ValueError: bad ``bits`` (``bits=1`` with quantization on), ``transform``, ``alpha_init``, ``input_kind`` or
+            ``step_mode``; in the forward pass, an input that is not 3-D or 4-D.
+    """
+
+    feature_dims = 2
+    sample_layout = "C, L"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int],
+        stride: int | tuple[int] = 1,
+        padding: int | tuple[int] | str = 0,
+        dilation: int | tuple[int] = 1,
+        groups: int = 1,
+        bias: bool = False,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+        step_mode: str | None = None,
+        **quant: Unpack[QuantOptions],
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
+        )
+        self._init_quant(**quant)
+        self.step_mode = step_mode
+
+
+class QuantConv2d(_QuantConvMixin, nn.Conv2d):
     """A ``nn.Conv2d`` whose weights live on a ``bits``-bit MINT grid.
 
     Input ``[B, C, H, W]`` or ``[T, B, C, H, W]`` (time folded into the batch); output likewise.
@@ -332,15 +432,17 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype:
             as ``nn.Conv2d`` (``bias`` defaults to ``False``: a bias is not stored on the device).
+        step_mode: ``"s"``, ``"m"`` or ``None`` (follow each input); see :attr:`QuantLayerMixin.step_mode`.
         **quant: ``bits``, ``transform``, ``enabled``, ``use_alpha_grad_scale``, ``alpha_init``, ``input_kind``
             (see :class:`QuantOptions`).
 
     Raises:
-        ValueError: bad ``bits`` (``bits=1`` with quantization on), ``transform``, ``alpha_init`` or ``input_kind``;
-            in the forward pass, an input that is not 4-D or 5-D.
+        ValueError: bad ``bits`` (``bits=1`` with quantization on), ``transform``, ``alpha_init``, ``input_kind`` or
+            ``step_mode``; in the forward pass, an input that is not 4-D or 5-D.
     """
 
     feature_dims = 3
+    sample_layout = "C, H, W"
 
     def __init__(
         self,
@@ -355,21 +457,14 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
         padding_mode: str = "zeros",
         device=None,
         dtype=None,
+        step_mode: str | None = None,
         **quant: Unpack[QuantOptions],
     ) -> None:
         super().__init__(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
         )
         self._init_quant(**quant)
-
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() not in (4, 5):
-            raise ValueError(f"QuantConv2d expects [B, C, H, W] or [T, B, C, H, W] input, got shape {tuple(x.shape)}.")
-
-    def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
-        if x.dim() == 4:
-            return self._conv_forward(x, w, self.bias)
-        return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
+        self.step_mode = step_mode
 
 
 class QuantLinear(QuantLayerMixin, nn.Linear):
@@ -377,6 +472,8 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
 
     Args:
         in_features, out_features, bias, device, dtype: as ``nn.Linear`` (``bias`` defaults to ``False``).
+        step_mode: ``"s"``, ``"m"`` or ``None`` (follow each input); a linear layer takes any leading dimensions in
+            either mode, so this is a declaration only.
         **quant: ``bits``, ``transform``, ``enabled``, ``use_alpha_grad_scale``, ``alpha_init``, ``input_kind``
             (see :class:`QuantOptions`).
 
@@ -394,10 +491,12 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
         bias: bool = False,
         device=None,
         dtype=None,
+        step_mode: str | None = None,
         **quant: Unpack[QuantOptions],
     ) -> None:
         super().__init__(in_features, out_features, bias, device, dtype)
         self._init_quant(**quant)
+        self.step_mode = step_mode
 
     def _check_input(self, x: Tensor) -> None:
         if x.shape[-1] != self.in_features:
@@ -407,4 +506,4 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
         return F.linear(x, w, self.bias)
 
 
-QuantLayer = QuantConv2d | QuantLinear
+QuantLayer = QuantConv1d | QuantConv2d | QuantLinear

@@ -95,7 +95,7 @@ def _float_spikes(neuron_kind: str, reset: str, layer, x: torch.Tensor):
     neuron = QuantLeaky(1.0, THETA, None, "zero" if reset == "hard" else "subtract").share_scale_with(layer)
     current = layer(x)
     spikes = torch.stack([neuron(current[t])[0] for t in range(current.shape[0])])
-    return neuron, spikes, neuron.mem
+    return neuron, spikes, neuron.post_reset_membrane()  # mem is snnTorch's pre-reset membrane
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])

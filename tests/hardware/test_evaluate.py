@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from digits import train_digits
 
 from quest_lightning.devices import get_device
 from quest_lightning.hardware import (
@@ -143,8 +144,6 @@ def test_noise_aware_training_perturbs_training_passes_only(digits):
 
 def test_noise_aware_fine_tuning_recovers_accuracy_on_an_intolerant_pattern(digits):
     """Fine-tuning under the device's noise beats fine-tuning without it, on fresh arrays of the same device."""
-    from conftest import train_digits
-
     pattern, sigma = (0, 6, 3), 0.05
     array = ArrayModel(SKMTJ.with_nonideal(d2d_sigma=sigma), pattern)
     results = {}

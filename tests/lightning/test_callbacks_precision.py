@@ -18,11 +18,6 @@ from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLinear
 
 T, B, BATCHES = 4, 128, 2
 MIXED = ("bf16-mixed", "16-mixed")
-LAYER_SIDE = pytest.mark.xfail(
-    strict=True,
-    reason="QuantConv2d/QuantLinear sum their input spikes in the activation dtype (bf16 under autocast) before the "
-    "meters see them (nn/layers.py, _record); flips to passing when the layer sums in int64/float64",
-)
 
 
 class DenseNet(nn.Module):
@@ -132,7 +127,7 @@ def test_spikes_samples_and_transitions_are_exact(runs, precision):
 
 
 @pytest.mark.filterwarnings("ignore:You passed `Trainer\\(accelerator='cpu', precision='16-mixed'\\)`")
-@pytest.mark.parametrize("precision", ["32-true", *[pytest.param(p, marks=LAYER_SIDE) for p in MIXED]])
+@pytest.mark.parametrize("precision", ["32-true", *MIXED])
 def test_per_level_operation_counts_are_exact(runs, precision):
     recount, meter, _ = runs[precision]
     by_name = {r.layer: r for r in meter.latest("train").layers}

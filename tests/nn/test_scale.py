@@ -19,7 +19,7 @@ from quest_lightning.functional.quantize import (
     mint_codes,
     mint_quantize,
 )
-from quest_lightning.nn import QuantConv2d, QuantLinear, SpikingVGG, make_neuron
+from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLeaky, QuantLinear, SpikingVGG, make_neuron
 from quest_lightning.nn.vgg import SpikingBlock
 
 
@@ -267,3 +267,9 @@ def test_check_quant_bits_names_the_option():
         check_quant_bits(1, name="mem_bits", what="the membrane")
     with pytest.raises(ValueError, match=r"mem_bits=9 is not supported"):
         check_quant_bits(9, name="mem_bits")
+
+
+@pytest.mark.parametrize("make", [QuantIFNode, QuantLeaky], ids=["sj", "snntorch"])
+def test_a_one_bit_membrane_is_refused_at_construction(make):
+    with pytest.raises(ValueError, match=r"mem_bits=1 gives the membrane a grid with only the zero level"):
+        make(mem_bits=1)

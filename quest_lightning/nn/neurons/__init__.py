@@ -14,13 +14,14 @@ from quest_lightning.nn.neurons.registry import (
     unregister_backend,
 )
 from quest_lightning.nn.neurons.snntorch import QuantLeaky
-from quest_lightning.nn.neurons.spikingjelly import QuantIFNode, QuantLIFNode
+from quest_lightning.nn.neurons.spikingjelly import QuantIFNode, QuantLIFNode, QuantParametricLIFNode
 
 __all__ = [
     "QuantNeuron",
     "QuantLeaky",
     "QuantIFNode",
     "QuantLIFNode",
+    "QuantParametricLIFNode",
     "NEURON_KINDS",
     "NeuronBackend",
     "backend_of",

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from quest_lightning.functional.grid import check_bits
+from quest_lightning.functional.grid import check_quant_bits
 from quest_lightning.functional.integer import IntegerNeuronProgram, integer_neuron_program
 from quest_lightning.functional.neuron import MembraneQuant, NeuronParams, neuron_step
 from quest_lightning.functional.quantize import alpha_grad_scale
@@ -21,7 +21,8 @@ from quest_lightning.nn.layers import QuantLayerMixin
 
 class _Param:
     """A neuron attribute that reads one field of the neuron's ``params``; setting it replaces ``params`` with a
-    validated copy (``NeuronParams`` is frozen)."""
+    validated copy (``NeuronParams`` is frozen). A field the module holds as a tensor (learnable or per neuron) is
+    changed through that tensor instead."""
 
     def __init__(self, field: str, doc: str) -> None:
         self.field, self.__doc__ = field, doc
@@ -30,7 +31,12 @@ class _Param:
         return self if neuron is None else getattr(neuron.params, self.field)
 
     def __set__(self, neuron: QuantNeuron, value: Any) -> None:
-        neuron.params = replace(neuron.params, **{self.field: value})
+        if self.field in neuron._tensor_fields():
+            raise AttributeError(
+                f"{type(neuron).__name__}.{self.field} is held as a tensor (learnable or per neuron); change that "
+                "tensor in place (for example with torch.no_grad(): neuron.<name>.fill_(value))."
+            )
+        neuron.params = replace(neuron._params, **{self.field: value})
 
 
 class QuantNeuron(nn.Module):
@@ -46,7 +52,9 @@ class QuantNeuron(nn.Module):
 
     Attributes:
         params: the step's parameters; ``decay``, ``threshold``, ``reset_mode``, ``detach_reset`` and
-            ``soft_reset_amount`` read (and, when set, replace) its fields.
+            ``soft_reset_amount`` read (and, when set, replace) its fields. A subclass that holds a field as a tensor
+            (a learnable :math:`\\beta`, say) returns it from :meth:`_tensor_fields`, and ``params`` carries the
+            current tensor.
         spike_fn: the surrogate spike function.
         mem_bits: membrane bit width, or ``None`` for the layer's bits.
     """
@@ -59,13 +67,30 @@ class QuantNeuron(nn.Module):
 
     def _init_neuron(self, *, spike_fn: SpikeFn, params: NeuronParams, mem_bits: int | None = None) -> None:
         self.spike_fn = spike_fn
-        self.params = params
-        self.mem_bits = None if mem_bits is None else check_bits(mem_bits, name="mem_bits")
+        self._params = params
+        self.mem_bits = None if mem_bits is None else check_quant_bits(mem_bits, name="mem_bits", what="the membrane")
         self._scale_source: list[QuantLayerMixin] = []  # a list keeps the layer out of this module's children
         self.record = False
         self.spike_count: Tensor | None = None
         self.recorded_rows = 0
         self.neurons = 0
+
+    @property
+    def params(self) -> NeuronParams:
+        """The step's :class:`~quest_lightning.functional.neuron.NeuronParams`, with the current value of every
+        field the module holds as a tensor."""
+        tensors = self._tensor_fields()
+        return replace(self._params, **tensors) if tensors else self._params
+
+    @params.setter
+    def params(self, params: NeuronParams) -> None:
+        if not isinstance(params, NeuronParams):
+            raise TypeError(f"params must be a NeuronParams, got {type(params).__name__}.")
+        self._params = params
+
+    def _tensor_fields(self) -> dict[str, Tensor]:
+        """The ``params`` fields this module holds as tensors, by field name (none in the base class)."""
+        return {}
 
     @property
     def leaky(self) -> bool:
@@ -111,9 +136,14 @@ class QuantNeuron(nn.Module):
         (:func:`~quest_lightning.functional.integer.integer_neuron_program`).
 
         Raises:
-            ValueError: no enabled layer shares its scale, ``mem_bits`` differs from the layer's bits, or the
-                neuron is leaky or has no reset.
+            ValueError: no enabled layer shares its scale, ``mem_bits`` differs from the layer's bits, a parameter
+                is a tensor (learnable or per neuron), or the neuron is leaky or has no reset.
         """
+        if self._tensor_fields():
+            raise ValueError(
+                f"{type(self).__name__} holds {sorted(self._tensor_fields())} as tensors (learnable or per neuron); "
+                "the integer path needs plain numbers: freeze them to scalars before compiling to integers."
+            )
         layer = self.scale_source
         if layer is None or not layer.enabled:
             raise ValueError(
