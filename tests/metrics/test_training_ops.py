@@ -28,7 +28,7 @@ from quest_lightning.metrics.training import (
     training_step_counts,
 )
 from quest_lightning.metrics.training_recorder import TrainingOpsRecorder, layer_codes_for_counts
-from quest_lightning.nn import DirectEncoder, QuantConv2d, QuantIFNode, QuantLinear, SpikingVGG
+from quest_lightning.nn import DirectEncoder, QuantConv1d, QuantConv2d, QuantIFNode, QuantLinear, SpikingVGG
 from quest_lightning.nn.neurons import make_neuron
 
 
@@ -71,6 +71,30 @@ def loops_conv(layer: nn.Conv2d, x, d, codes, q, input_grad=True, threshold=0.0)
             wg[t] += xn and dn
             fl[code + q] += xn
             bl[code + q] += dn and input_grad
+    return fwd, bwd, wg, fl, bl
+
+
+def loops_conv1d(layer: nn.Conv1d, x, d, codes, q, input_grad=True):
+    """The same walk for a 1-D convolution: (time step, sample, output channel, output position, input channel, tap)."""
+    steps, batch, c_in, length = x.shape
+    c_out, l_out = d.shape[2:]
+    (k,), (s,), (p,), (dil,), g = layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.groups
+    per_in, per_out = c_in // g, c_out // g
+    xs, ds, cs = (x != 0).tolist(), (d != 0).tolist(), codes.tolist()
+    fwd, bwd, wg = [0] * steps, [0] * steps, [0] * steps
+    fl, bl = [0] * (2 * q + 1), [0] * (2 * q + 1)
+    for t, b, o, lo, cl, j in itertools.product(
+        range(steps), range(batch), range(c_out), range(l_out), range(per_in), range(k)
+    ):
+        pos = lo * s - p + j * dil
+        if not 0 <= pos < length:
+            continue
+        xn, dn, code = xs[t][b][(o // per_out) * per_in + cl][pos], ds[t][b][o][lo], cs[o][cl][j]
+        fwd[t] += xn and code != 0
+        bwd[t] += dn and code != 0 and input_grad
+        wg[t] += xn and dn
+        fl[code + q] += xn
+        bl[code + q] += dn and input_grad
     return fwd, bwd, wg, fl, bl
 
 
@@ -203,8 +227,10 @@ def capture(model, names, delta_modules):
 def brute_from_hooks(layer, captured, d, q, codes):
     x, input_grad = captured
     x = x if x.dim() == layer.feature_dims + 2 else x.unsqueeze(0)
-    out_shape = (*x.shape[:2], *d.shape[-(3 if isinstance(layer, nn.Conv2d) else 1) :])
+    out_shape = (*x.shape[:2], *d.shape[-layer.feature_dims :])
     d = d.reshape(out_shape)
+    if isinstance(layer, nn.Conv1d):
+        return loops_conv1d(layer, x, d, codes, q, input_grad=input_grad)
     if isinstance(layer, nn.Conv2d):
         return loops_conv(layer, x, d, codes, q, input_grad=input_grad)
     return loops_linear(x, d, codes, q, input_grad=input_grad)
@@ -266,6 +292,28 @@ def test_recorder_counts_a_single_step_loop_per_time_step():
         r = results[name]
         assert int(r.samples) == 3
         assert [(v * 3).tolist() for v in (r.forward, r.backward, r.weight_grad)] == totals, name
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_recorder_counts_a_1d_convolution():
+    """QuantConv1d (strided, padded, grouped) in a multi-step network, against the 1-D loops."""
+    torch.manual_seed(4)
+    conv = QuantConv1d(4, 6, 3, stride=2, padding=1, groups=2, bits=2, step_mode="m")
+    neuron = QuantIFNode(v_threshold=0.1, surrogate_function="triangle", step_mode="m").share_scale_with(conv)
+    fc = QuantLinear(6 * 4, 5, bits=2)
+    model = nn.ModuleDict({"conv": conv, "neuron": neuron, "fc": fc})
+    seen = capture(model, ["conv", "fc"], {})
+    recorder = TrainingOpsRecorder(model, timesteps=3).attach()
+    x = (torch.rand(3, 2, 4, 8) < 0.4).float().requires_grad_()
+    with recorder.step():
+        out = fc(neuron(conv(x)).flatten(2))
+        (out * torch.randn_like(out)).sum().backward()
+    r = recorder.compute()["conv"]
+    codes, q = layer_codes_for_counts(conv)
+    expected = brute_from_hooks(conv, seen["conv"]["x"][0], seen["conv"]["d"][0], q, codes)
+    got = [(v * 2).tolist() for v in (r.forward, r.backward, r.weight_grad, r.forward_levels, r.backward_levels)]
+    assert got == [list(e) for e in expected]
+    assert sum(expected[2]) > 0 and float(r.macs) == 3 * 2 * 6 * 4  # k * C_in/g * C_out * L_out MACs per row
 
 
 def run_step(seed, attach):
