@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import torch
@@ -169,8 +170,8 @@ def training_step_counts(
 
     Args:
         geometry: the layer's geometry (:meth:`LayerGeometry.of`).
-        inputs: the layer's input, ``[T, B, C, H, W]`` or ``[T, B, ..., F]`` (``T = 1`` for a single-step call; a
-            stride-0 repeat over ``T`` is fine).
+        inputs: the layer's input, ``[T, B, C, H, W]``, ``[T, B, C, L]`` or ``[T, B, ..., F]`` (``T = 1`` for a
+            single-step call; a stride-0 repeat over ``T`` is fine).
         delta: the gradient at the layer's output (at its neuron), ``[T, B, ...]`` like the output.
         codes: the integer weight codes of the forward pass, shaped like the weight.
         qmax: the largest code :math:`Q`.
@@ -193,6 +194,9 @@ def training_step_counts(
     """
     if inputs.shape[:2] != delta.shape[:2]:
         raise ValueError(f"inputs {tuple(inputs.shape)} and delta {tuple(delta.shape)} differ in [T, B].")
+    if geometry.kind == "conv1d":  # a 2-D convolution of height 1
+        geometry = replace(geometry, kind="conv2d")
+        inputs, delta, codes = inputs.unsqueeze(-2), delta.unsqueeze(-2), codes.unsqueeze(-2)
     steps, samples = delta.shape[:2]
     s = inputs.detach() != 0
     d = _indicator(delta.detach(), threshold)

@@ -31,7 +31,7 @@ from quest_lightning.metrics.training import TrainingOpsMeter, TrainingOpsResult
 from quest_lightning.nn.inspect import spiking_neurons, synaptic_layers
 from quest_lightning.nn.layers import QuantLayerMixin
 
-__all__ = ["NORM_TYPES", "TrainingOpsRecorder", "layer_codes_for_counts", "layer_geometry"]
+__all__ = ["NORM_TYPES", "TrainingOpsRecorder", "layer_codes_for_counts"]
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 """Normalisations between a layer and its neuron at whose output :math:`\\delta` is taken with
@@ -44,37 +44,6 @@ def layer_codes_for_counts(layer: QuantLayerMixin) -> tuple[Tensor, int]:
     if layer.enabled:
         return layer.codes, layer.qmax
     return torch.sign(layer.weight.detach()).to(torch.int8), 1
-
-
-def layer_geometry(layer: nn.Module) -> tuple[LayerGeometry, bool]:
-    """The layer's geometry for the counts, and whether it is a 1-D convolution counted as a 2-D one of height 1
-    (its inputs and gradients then get a unit height axis).
-
-    Raises:
-        TypeError: a layer that is no convolution or linear map.
-        ValueError: a convolution whose ``padding_mode`` is not ``"zeros"``.
-    """
-    if not isinstance(layer, nn.Conv1d):
-        return LayerGeometry.of(layer), False
-    if layer.padding_mode != "zeros":
-        raise ValueError(f"padding_mode={layer.padding_mode!r} is not supported by the counts; use 'zeros'.")
-    (k,), (s,), (d,) = layer.kernel_size, layer.stride, layer.dilation
-    if isinstance(layer.padding, str):  # "same" pads d (k - 1) in all, the extra one on the right, as PyTorch does
-        total = d * (k - 1) if layer.padding == "same" else 0
-        left, right = total // 2, total - total // 2
-    else:
-        left = right = int(layer.padding[0])
-    geometry = LayerGeometry(
-        "conv2d",
-        int(layer.in_channels),
-        int(layer.out_channels),
-        (1, k),
-        (1, s),
-        (0, 0, left, right),
-        (1, d),
-        int(layer.groups),
-    )
-    return geometry, True
 
 
 @dataclass
@@ -157,9 +126,8 @@ class TrainingOpsRecorder:
                     raise ValueError(f"norms[{name!r}]={norms[name]!r} is not a module of the model.")
                 point = (norms[name], modules[norms[name]])
             self.points[name] = point
-        self._flat = {name: layer_geometry(layer)[1] for name, layer in self.layers}
         self.meters = {
-            name: TrainingOpsMeter(layer_geometry(layer)[0], layer_codes_for_counts(layer)[1], timesteps)
+            name: TrainingOpsMeter(LayerGeometry.of(layer), layer_codes_for_counts(layer)[1], timesteps)
             for name, layer in self.layers
         }
         self.active = False
@@ -221,11 +189,9 @@ class TrainingOpsRecorder:
         self._calls[name] = first + inputs.shape[0]
         codes, qmax = layer_codes_for_counts(layer)
         out_shape = tuple(output.shape) if multi else (1, *output.shape)
-        if self._flat[name]:  # a 1-D convolution: count it as a 2-D one of height 1
-            inputs, codes = inputs.unsqueeze(-2), codes.unsqueeze(-2)
-            out_shape = (*out_shape[:-1], 1, out_shape[-1])
-        features = inputs.shape[2:] if self.meters[name].geometry.kind == "conv2d" else inputs.shape[-1:]
-        rows = inputs[..., 0].numel() if self.meters[name].geometry.kind == "linear" else math.prod(inputs.shape[:2])
+        linear = self.meters[name].geometry.kind == "linear"
+        features = inputs.shape[-1:] if linear else inputs.shape[2:]
+        rows = inputs[..., 0].numel() if linear else math.prod(inputs.shape[:2])
         call = _Call(
             name=name,
             inputs=inputs,

@@ -172,7 +172,8 @@ class LossCheck(pl.Callback):
     def on_before_backward(self, trainer, pl_module, loss):
         ratio = self.aware.aware.last_ratio
         assert ratio is not None and float(ratio) > 0
-        assert float(loss) == pytest.approx(float(pl_module.ce) + 0.7 * float(ratio), rel=1e-6)
+        expected = float(pl_module.ce.detach()) + 0.7 * float(ratio)
+        assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
         self.checked += 1
 
 
