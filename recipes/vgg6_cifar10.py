@@ -5,12 +5,14 @@
     lightning run recipes/vgg6_cifar10.py fit --config recipes/configs/demo.yaml
     quest-lightning run --devices 2 recipes/vgg6_cifar10.py fit --config recipes/configs/paper.yaml
 
-Every LightningCLI option works (``--help``, ``--print_config``, ``--model.bits 3``, ``--ckpt_path last.ckpt``).
+Every LightningCLI option works (``--help``, ``--print_config``, ``--model.network.bits 3``, ``--ckpt_path last.ckpt``).
+A launcher's ``--devices`` wins over the config's ``trainer.devices``. If ``lightning run`` starts lightning-sdk's
+commands instead of this script, the SDK replaced the ``lightning`` command: ``quest-lightning doctor --fix``.
 """
 
 from pathlib import Path
 
-from quest_lightning.lightning.recipe_cli import QuestLightningCLI
+from quest_lightning.cli.recipe import QuestLightningCLI
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "paper.yaml"
 

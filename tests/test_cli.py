@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from quest_lightning import __version__, cli
-from quest_lightning.launch import trainer_kwargs_from_launcher_env
+from quest_lightning import __version__
+from quest_lightning.cli.launch import launcher_overrides, trainer_kwargs_from_launcher_env
+
+cli = importlib.import_module("quest_lightning.cli.main")  # the module (the package's `main` is the function)
 
 PROBE = """\
 import json, os, sys
-from quest_lightning.launch import trainer_kwargs_from_launcher_env
+from quest_lightning.cli.launch import trainer_kwargs_from_launcher_env
 record = {
     "argv": sys.argv,
     "name": __name__,
@@ -284,3 +287,68 @@ def test_two_processes_through_torchrun(probe):
         assert rec["rank"] == str(rank) and rec["world_size"] == "2"
         assert rec["argv"][1:] == ["tag"]
         assert rec["trainer_kwargs"] == {"accelerator": "cpu", "devices": 2, "num_nodes": 1}
+
+
+SDK_SCRIPT = """\
+#!{python}
+# -*- coding: utf-8 -*-
+import re
+import sys
+from lightning_sdk.cli.entrypoint import main_cli
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main_cli())
+"""
+
+
+def test_doctor_restores_the_lightning_command_replaced_by_the_sdk(tmp_path, probe, capsys):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "lightning"
+    sdk_text = SDK_SCRIPT.format(python=sys.executable)  # what installing lightning-sdk leaves in bin/
+    script.write_text(sdk_text)
+    script.chmod(0o755)
+    done = subprocess.run([str(script), "run", str(probe)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and not (probe.parent / "out-x.json").exists()  # `lightning run` no longer ours
+
+    assert cli.main(["doctor", "--bin-dir", str(bin_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "lightning_sdk.cli.entrypoint:main_cli" in out and "quest-lightning doctor --fix" in out
+    assert script.read_text() == sdk_text  # nothing changed without --fix
+
+    assert cli.main(["doctor", "--fix", "--bin-dir", str(bin_dir)]) == 0
+    assert "restored" in capsys.readouterr().out
+    assert (bin_dir / "lightning.replaced").read_text() == sdk_text
+    assert os.access(script, os.X_OK)
+    done = subprocess.run([str(script), "run", str(probe), "tag"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert _record(probe)["argv"] == [str(probe), "tag"]
+    assert cli.main(["doctor", "--bin-dir", str(bin_dir)]) == 0
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["doctor", "--bin-dir", str(empty)]) == 1
+    assert "there is no" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"LT_DEVICES": "2", "LT_NUM_NODES": "1"}, {}),  # defaults of a one-process launch: the config decides
+        ({"LT_DEVICES": "2", "LT_ACCELERATOR": "cpu", "QUEST_LAUNCHER_OPTIONS": "devices"}, {"devices": 2}),
+        ({"LT_DEVICES": "2", "LT_NUM_NODES": "1", "WORLD_SIZE": "2"}, {"devices": 2, "num_nodes": 1}),
+        (
+            {"LT_DEVICES": "1", "LT_PRECISION": "bf16-mixed", "QUEST_LAUNCHER_OPTIONS": "precision"},
+            {"precision": "bf16-mixed"},
+        ),
+    ],
+)
+def test_launcher_overrides(env, expected):
+    assert launcher_overrides(env) == expected
+
+
+def test_launcher_tells_the_script_which_settings_it_was_given(probe):
+    assert cli.main(["run", "--devices", "1", "--precision=32-true", str(probe)]) == 0
+    assert os.environ["QUEST_LAUNCHER_OPTIONS"] == "devices,precision"
+    assert cli.main(["run", str(probe)]) == 0
+    assert os.environ["QUEST_LAUNCHER_OPTIONS"] == ""

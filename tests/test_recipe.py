@@ -2,70 +2,18 @@
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from PIL import Image
+from recipe_helpers import DEMO_CONFIG, RECIPE, recipe_args
 
 from quest_lightning.cli import lightning_main
-from quest_lightning.lightning.recipe_cli import QuestLightningCLI
-
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "vgg6_cifar10.py"
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-@pytest.fixture
-def tiny_cifar(tmp_path):
-    g = torch.Generator().manual_seed(0)
-    root = tmp_path / "cifar"
-    for split, n in (("train", 2), ("test", 1)):
-        for c in CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                pixels = torch.randint(0, 256, (32, 32, 3), generator=g, dtype=torch.uint8).numpy()
-                Image.fromarray(pixels).save(root / split / c / f"{i:04d}.jpg")
-    return root
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from quest_lightning.cli.recipe import QuestLightningCLI, translate_flat_network_keys
+from quest_lightning.lightning.vgg_module import VGGConfig
 
 
 def _args(tmp_path, data, *extra):
-    config = yaml.safe_load((ROOT / "recipes" / "configs" / "demo.yaml").read_text())
-    monitor = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("WeightTransitionMonitor"))
-    monitor["init_args"]["stages"] = [["a", 1, 2], ["b", 3, 3]]
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return [
-        "fit",
-        "--config",
-        str(path),
-        "--data.data_dir",
-        str(data),
-        "--data.cache_dir",
-        str(tmp_path / "cache"),
-        "--data.batch_size",
-        "4",
-        "--data.train_subset",
-        "null",
-        "--data.test_subset",
-        "null",
-        "--trainer.limit_train_batches",
-        "3",
-        "--trainer.default_root_dir",
-        str(tmp_path / "run"),
-        "--trainer.logger.init_args.save_dir",
-        str(tmp_path / "run"),
-        *extra,
-    ]
+    return recipe_args("fit", tmp_path, data, *extra)
 
 
 def test_recipe_fit_tests_and_reports(tmp_path, tiny_cifar, one_thread, monkeypatch, capsys):
@@ -115,3 +63,30 @@ def test_lightning_run_help(capsys, monkeypatch):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "fit" in out and "validate" in out and "test" in out
+
+
+def test_flat_network_keys_of_older_configs_still_work(tmp_path, tiny_cifar, capsys):
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["trainer"]["logger"] = False
+    config["model"] = {"arch": "vgg6", "bits": 3, "neuron": "if", "device": "skmtj7", "timesteps": 2}  # old shape
+    path = tmp_path / "flat.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ["--config", str(path), "--model.reset=soft", "--model.dropout", "0.25", "--data.data_dir", str(tiny_cifar)]
+    cli = QuestLightningCLI(args=args, run=False)
+    assert cli.model.network == VGGConfig(bits=3, reset="soft", dropout=0.25)
+    assert cli.model.device_spec.name == "skmtj7" and cli.model.timesteps == 2
+    err = capsys.readouterr().err
+    assert "model.bits" in err and "model.network.bits" in err and "model.network.reset" in err
+
+    assert translate_flat_network_keys(["fit", "--model.bits", "3", "--model.lr=0.1", "--model.device", "x"]) == [
+        "fit",
+        "--model.network.bits",
+        "3",
+        "--model.lr=0.1",
+        "--model.device",
+        "x",
+    ]
+    config["model"]["network"] = {"bits": 2}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=r"model\.bits and model\.network\.bits are both given"):
+        translate_flat_network_keys(["--config", str(path)])

@@ -115,3 +115,74 @@ def test_the_module_is_pure():
     code = "import sys, quest_lightning.summary; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _new_records_summary():
+    from quest_lightning.summary import (
+        CmosReference,
+        DeviceEndurance,
+        DevicePricing,
+        LayerEndurance,
+        LayerWrites,
+        SkippedLayer,
+        WritesPerCell,
+    )
+
+    common = dict(bits=None, ops=6, rows=8, samples=2, level_ops=(0.0, 3.0, 1.0), aor=0.1, synaptic_rate=0.5)
+    layers = (
+        LayerActivity("conv1", quantized=False, input_layer=True, input_kind="analog", input_kind_source="recorded",
+                      module="Conv2d", **common),
+        LayerActivity("conv2", quantized=True, input_layer=False, input_kind="spikes", input_kind_source="override",
+                      module="QuantConv2d", sparsity=0.5, **{**common, "bits": 2}),
+    )  # fmt: skip
+    record = ActivityRecord("val", 0, 4, layers, skipped=(SkippedLayer("lift", "Conv3d", "not counted"),))
+    writes = WritesPerCell(step=4, steps=4, epochs=0.5, layers={"conv2": LayerWrites(9, 5, 2, 5 / 9, {"p50": 0})})
+    endurance = DeviceEndurance(
+        endurance_cycles=1e6,
+        endurance_sigma=0.0,
+        epochs=0.5,
+        epochs_to_first_failure=250000.0,
+        first_layer="conv2",
+        layers={"conv2": LayerEndurance(2, 4.0, 250000.0, 249999.5, 0)},
+    )
+    device = DevicePricing(
+        key="k", device={"name": "d"}, bits=2, patterns=("a",), pattern_selection="best",
+        cmos=CmosReference("45nm_fp32", 4.6e-12, 0.9e-12), first_layer="mac", count_zero_level_reads=False,
+        endurance=endurance,
+    )  # fmt: skip
+    return RunSummary(bits=2, activity={"val": (record,)}, devices=(device,), writes=writes)
+
+
+def test_the_records_of_writes_endurance_skipped_layers_and_input_kinds_round_trip(tmp_path):
+    summary = _new_records_summary()
+    path = tmp_path / SUMMARY_FILE
+    write_summary(path, summary)
+    back = read_summary(path)
+    assert back == summary
+    assert back.writes.max_writes == 2 and back.primary.endurance.layers["conv2"].remaining_epochs == 249999.5
+    assert back.activity["val"][0].inner_layers == (summary.activity["val"][0].layers[1],)
+    raw = json.loads(path.read_text())
+    assert raw["writes"]["max_writes"] == 2 and raw["devices"][0]["endurance"]["first_layer"] == "conv2"
+
+
+def test_a_summary_v2_file_written_before_the_new_fields_still_loads():
+    raw = _new_records_summary().to_dict()
+    raw.pop("writes")
+    raw["devices"][0].pop("endurance")
+    record = raw["activity"]["val"][0]
+    record.pop("skipped")
+    for layer in record["layers"]:
+        for key in ("input_kind", "input_kind_source", "module"):
+            layer.pop(key)
+    old = RunSummary.from_dict(raw)
+    assert old.writes is None and old.primary.endurance is None and old.activity["val"][0].skipped == ()
+    assert [r.input_kind for r in old.activity["val"][0].layers] == [None, None]
+    assert old.activity["val"][0].layers[0].input_layer  # the flag the older files carry
+
+
+def test_an_input_kind_that_contradicts_the_input_layer_flag_is_refused():
+    common = dict(quantized=True, bits=2, ops=6, rows=8, samples=2, level_ops=(0.0, 3.0, 1.0), aor=0.1)
+    with pytest.raises(ValueError, match=r"input_kind='pixels' \(one of \('spikes', 'analog'\)\)"):
+        LayerActivity("l", input_layer=False, synaptic_rate=0.5, input_kind="pixels", **common)
+    with pytest.raises(ValueError, match=r"input_layer=True but self.input_kind='spikes'"):
+        LayerActivity("l", input_layer=True, synaptic_rate=0.5, input_kind="spikes", **common)

@@ -159,10 +159,12 @@ def compare_compute(
     """CMOS ANN, DIET-SNN-style and QUEST-style energy per sample of one epoch's activity.
 
     The DIET-SNN style charges each layer after the first its synaptic rate × T × ops accumulates, QUEST its AOR ×
-    T × ops (see :mod:`quest_lightning.energy.cmos`). With ``first_layer="reads"`` the first layer is charged its
-    reads of non-zero weights, ``AOR_1 × ops_1``: once per sample for an analog-input layer (its input is the same
-    at every step and is computed once), at every step for a spike-input one or with ``first_layer_every_step``.
-    A record whose network never fired is marked ``silent_network``: its ratios are no saving.
+    T × ops (see :mod:`quest_lightning.energy.cmos`), with each layer's own :math:`T` (its recorded rows per sample:
+    a layer called once per sample outside a single-step loop has :math:`T = 1`). Layer 1 is the first layer the
+    network calls (the record's order). With ``first_layer="reads"`` the first layer is charged its reads of
+    non-zero weights, ``AOR_1 × ops_1``: once per sample for an analog-input layer (its input is the same at every
+    step and is computed once), at every step for a spike-input one or with ``first_layer_every_step``. A record
+    whose network never fired is marked ``silent_network``: its ratios are no saving.
 
     Raises:
         ValueError: ``record`` is empty (nothing to price), or an unknown CMOS preset or ``first_layer``.
@@ -175,10 +177,10 @@ def compare_compute(
     reads = None
     if first_layer == "reads":
         first = layers[0]
-        reads = first.aor * first.ops * (t if first_layer_every_step or not first.input_layer else 1)
+        reads = first.aor * first.ops * (first.timesteps if first_layer_every_step or not first.input_layer else 1)
     kwargs: dict[str, Any] = dict(first_layer=first_layer, first_layer_reads=reads)
-    diet = diet_snn_energy(ops, [None] + [r.synaptic_rate * t for r in layers[1:]], c, **kwargs)
-    quest = quest_energy(ops, [None] + [r.aor for r in layers[1:]], c, timesteps=t, **kwargs)
+    diet = diet_snn_energy(ops, [None] + [r.synaptic_rate * r.timesteps for r in layers[1:]], c, **kwargs)
+    quest = quest_energy(ops, [None] + [r.aor * r.timesteps for r in layers[1:]], c, timesteps=1, **kwargs)
     ann = ann_energy(ops, c)
     return ComputeComparison(
         stage=record.stage,

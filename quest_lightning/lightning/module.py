@@ -13,15 +13,17 @@ Optimizer and schedule default to the QUEST recipe: Adam, lr 1e-3, weight decay 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from quest_lightning.energy.aware import EnergyAware, EnergyAwareKnobs
 from quest_lightning.nn.encoders import check_timesteps, make_encoder
 from quest_lightning.nn.inspect import quantized_layers, spiking_neurons
 from quest_lightning.nn.neurons import backend_of
@@ -56,7 +58,16 @@ class QuestModule(pl.LightningModule):
         milestones: fractions of ``max_epochs`` where the step schedule decays.
         gamma: the step schedule's factor.
         label_smoothing: cross-entropy label smoothing.
-        device_name, pattern: recorded as hyperparameters (the device and R-S pattern of the run).
+        device_name, pattern: recorded as hyperparameters (the device and R-S pattern of the run); with an
+            energy-aware knob on, they also choose the write and read energies that weigh it.
+        write_aware: the write-aware hysteresis margin :math:`h` in grid steps, in ``[0, 0.5)`` (0: off); see
+            ``docs/energy-aware.md`` and :class:`~quest_lightning.energy.aware.EnergyAwareKnobs`.
+        read_aware: the weight :math:`\\lambda_r` of the read-aware penalty added to the training loss (0: off).
+        energy_weighted: weigh both knobs by the chosen R-S pattern's write and read energies (else every level
+            change, and every non-zero weight, costs the same).
+        energy_device: the :class:`~quest_lightning.devices.DeviceSpec` (or preset name, dict, YAML path) whose
+            energies weigh the knobs; ``None`` uses ``device_name`` (``"skmtj7"`` when that is ``None`` too). Not
+            saved as a hyperparameter.
     """
 
     def __init__(
@@ -76,6 +87,10 @@ class QuestModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         device_name: str | None = None,
         pattern: str | int | None = None,
+        write_aware: float = 0.0,
+        read_aware: float = 0.0,
+        energy_weighted: bool = True,
+        energy_device: Any = None,
     ) -> None:
         super().__init__()
         check_timesteps(timesteps)
@@ -93,12 +108,40 @@ class QuestModule(pl.LightningModule):
         self.model = model
         self.timesteps = timesteps
         self.encoder = make_encoder(encoder, timesteps)
-        self.save_hyperparameters(ignore=["model"])
-        self.hparams.update(_describe(model), milestones=list(milestones))  # a list keeps hparams.yaml plain YAML
-        self._hparams_initial = copy.deepcopy(self._hparams)  # what loggers record at fit start
+        knobs = EnergyAwareKnobs(
+            write_margin=write_aware,
+            read_weight=read_aware,
+            write_weighted=energy_weighted,
+            read_weighted=energy_weighted,
+            pattern="best" if pattern is None else pattern,
+        )
+        # built here, before any checkpoint is loaded: the write knob's held codes are part of the state dict
+        self.energy_aware = EnergyAware(model, knobs, energy_device if energy_device is not None else device_name)
+        self.energy_aware.attach()
+        self.save_hyperparameters(ignore=["model", "energy_device"])
+        self._replace_hyperparameters({**self.hparams, "milestones": list(milestones)})  # plain YAML, not a tuple
+        self.network_description = _describe(model)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """What loggers record at the start of a run: the constructor arguments (:attr:`hparams`), plus the
+        network's description (bits, neuron, reset, threshold, back-end) under the names no argument uses.
+
+        The description is never written back into :attr:`hparams`, which checkpoints store and
+        ``load_from_checkpoint`` and ``--ckpt_path`` pass back to the constructor.
+        """
+        initial = super().hparams_initial
+        for key, value in self.network_description.items():
+            initial.setdefault(key, value)
+        return initial
+
+    def _replace_hyperparameters(self, hparams: Mapping[str, Any]) -> None:
+        """Set the saved constructor arguments (what checkpoints store and loggers record) to ``hparams``."""
+        self._hparams = AttributeDict(hparams)
+        self._hparams_initial = copy.deepcopy(self._hparams)
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x`` (``[B, ...]``) over ``T`` steps and return the readout per step, ``[T, B, classes]``."""
@@ -123,11 +166,25 @@ class QuestModule(pl.LightningModule):
         acc = getattr(self, f"{stage}_acc")
         acc(logits, y)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", sync_dist=stage != "train", batch_size=y.shape[0])
-        self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        if stage != "train":  # the training accuracy is logged in on_train_epoch_end
+            self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=y.shape[0])
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        loss = self._shared_step(batch, "train")
+        if self.energy_aware.knobs.read_weight > 0:
+            penalty = self.energy_aware.penalty().to(loss.device)
+            self.log("train/read_penalty", penalty.detach(), batch_size=batch[1].shape[0])
+            loss = loss + penalty
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Computed here, in the module's hook, on every rank at the same point. A Metric logged from training_step is
+        # computed (a collective under DDP) by the progress bar on rank zero alone, in the middle of the callbacks'
+        # on_train_epoch_end hooks, where it would pair with another callback's collective on the other ranks.
+        if self.train_acc.update_called:  # an epoch without training batches has no accuracy to log
+            self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self.train_acc.reset()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "val")

@@ -1,5 +1,7 @@
 """Pure functions behind the meters: spike rate, weight sparsity, exact AOR and transitions, each as a public function
-with its ``_update`` (sufficient statistics) and ``_compute`` (finish) twins, the torchmetrics pattern.
+with its ``_update`` (sufficient statistics) and ``_compute`` (finish) twins, the torchmetrics pattern. The
+transitions live in :mod:`quest_lightning.metrics.transitions` and the exact histograms in
+:mod:`quest_lightning.metrics.histogram`; both are re-exported here.
 
 Counting the Activation Operation Rate exactly
 ----------------------------------------------
@@ -32,14 +34,27 @@ from torch import Tensor
 
 from quest_lightning.functional.grid import level_index, levels_of_qmax
 from quest_lightning.metrics.geometry import LayerGeometry
+from quest_lightning.metrics.histogram import FLOAT32_EXACT, histogram, weighted_histogram
+from quest_lightning.metrics.transitions import (
+    TransitionChanges,
+    TransitionFractions,
+    level_counts,
+    transition_changes,
+    transition_counts,
+    transition_summary,
+)
 
 __all__ = [
     "AORResult",
     "SpikeRateResult",
+    "TransitionChanges",
     "TransitionFractions",
     "activation_operation_rate",
+    "histogram",
+    "level_counts",
     "level_operation_counts",
     "spike_rate",
+    "transition_changes",
     "transition_counts",
     "transition_summary",
     "weight_input_sums",
@@ -69,14 +84,6 @@ class AORResult(NamedTuple):
     rows: Tensor  # time steps x samples recorded
     samples: Tensor  # samples recorded
     timesteps: Tensor  # rows / samples
-
-
-class TransitionFractions(NamedTuple):
-    """What :func:`transition_summary` returns; ``None`` where there is nothing to divide by."""
-
-    frozen_fraction: float | None  # weight-steps that kept their level
-    changed_fraction: float | None  # 1 - frozen_fraction
-    non_adjacent_fraction: float | None  # changes that skip a level (|i - j| >= 2), among the changes
 
 
 def _positive(name: str, value: int) -> int:
@@ -164,51 +171,76 @@ def weight_sparsity(codes: Tensor) -> Tensor:
 
 
 # --- exact AOR ------------------------------------------------------------------------------------------------------
-def weight_input_sums(geometry: LayerGeometry, input_counts: Tensor) -> Tensor:
-    """:math:`G`, shaped like the weight: for every weight, the input count it meets summed over output positions."""
-    counts = input_counts.to(torch.float64)
+def weight_input_sums(geometry: LayerGeometry, input_counts: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """:math:`G`, shaped like the weight: for every weight, the input count it meets summed over output positions.
+
+    Args:
+        geometry: The layer's geometry.
+        input_counts: ``[C, H, W]``, ``[C, L]`` or ``[F]`` counts.
+        dtype: The dtype of the correlation (``float64``; ``float32`` only where every sum is an integer below
+            :math:`2^{24}`, see :func:`level_operation_counts`).
+    """
+    counts = input_counts.to(dtype)
     if geometry.kind == "linear":
         return counts.unsqueeze(0).expand(geometry.out_channels, -1)
+    if geometry.kind == "conv1d":
+        counts = counts.unsqueeze(-2)  # [C, 1, L]: a 2-D convolution of height 1
     top, bottom, left, right = geometry.padding
     padded = F.pad(counts.unsqueeze(0), (left, right, top, bottom))
-    h_out, w_out = geometry.output_size(input_counts.shape[-2], input_counts.shape[-1])
-    ones = torch.ones(1, geometry.out_channels, h_out, w_out, dtype=torch.float64, device=counts.device)
-    return torch.nn.grad.conv2d_weight(
-        padded,
-        geometry.weight_shape,
-        ones,
-        stride=geometry.stride,
-        dilation=geometry.dilation,
-        groups=geometry.groups,
+    h_out, w_out = geometry.output_size(counts.shape[-2], counts.shape[-1])
+    ones = torch.ones(1, geometry.out_channels, h_out, w_out, dtype=dtype, device=counts.device)
+    shape = (geometry.out_channels, geometry.in_channels // geometry.groups, *geometry.kernel_size)
+    g = torch.nn.grad.conv2d_weight(
+        padded, shape, ones, stride=geometry.stride, dilation=geometry.dilation, groups=geometry.groups
     )
+    return g.reshape(geometry.weight_shape)
 
 
-def level_operation_counts(geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int) -> Tensor:
+def level_operation_counts(
+    geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int, *, max_count: float | None = None
+) -> Tensor:
     """:math:`N(v)` for every level :math:`v = -Q \\dots Q` (index :math:`v + Q`), as a float64 tensor of exact
     integers: synaptic operations with an input spike and a weight of that level, summed over what was recorded.
 
     For a linear layer every weight of column :math:`i` meets input :math:`i`, so
-    :math:`N(v) = \\sum_i n(i)\\,\\#\\{o : \\hat w_{oi} = v\\}`: one pass over the ``int8`` codes per level."""
+    :math:`N(v) = \\sum_i n(i)\\,\\#\\{o : \\hat w_{oi} = v\\}`: one pass over the ``int8`` codes per level.
+
+    Args:
+        geometry, input_counts, codes, qmax: The layer, its recorded counts, its codes and :math:`Q`.
+        max_count: When the counts are integers, a bound on every one of them (the recorded rows, for spike input or
+            the all-MAC count of an analog input). On the CPU the correlation of a convolution then runs in
+            ``float32`` whenever ``max_count`` × the output positions is at most :math:`2^{24}`: every partial sum is
+            an integer ``float32`` holds, so the result is the ``float64`` one, at a fraction of the cost.
+    """
     levels = levels_of_qmax(qmax)
     if geometry.kind == "linear" and levels <= 16:
         counts = input_counts.to(torch.float64)
         per_level = torch.stack([(codes == v - qmax).sum(0, dtype=torch.int32) for v in range(levels)])
         return per_level.to(torch.float64) @ counts
-    g = weight_input_sums(geometry, input_counts)
-    index = level_index(codes.to(torch.int64), qmax).flatten()
-    return torch.bincount(index, weights=g.flatten(), minlength=levels)
+    dtype = torch.float64
+    positions = geometry.output_positions(tuple(input_counts.shape))
+    if max_count is not None and input_counts.device.type == "cpu" and max_count * positions <= FLOAT32_EXACT:
+        dtype = torch.float32
+    g = weight_input_sums(geometry, input_counts, dtype)
+    return weighted_histogram(level_index(codes.to(torch.int64), qmax), g, levels)
 
 
 def _aor_update(
-    geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int, rows: Tensor | int
+    geometry: LayerGeometry,
+    input_counts: Tensor,
+    codes: Tensor,
+    qmax: int,
+    rows: Tensor | int,
+    max_count: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Sufficient statistics of ``rows`` recorded rows: :math:`N(v)` (float64), rows and dense MACs (``int64``).
 
-    An empty ``input_counts`` (a layer that never ran) contributes zeros. No host synchronisation."""
+    An empty ``input_counts`` (a layer that never ran) contributes zeros. No host synchronisation. ``max_count``: see
+    :func:`level_operation_counts`."""
     rows_ = _count(rows, torch.int64)
     if input_counts.numel() == 0:
         return torch.zeros(levels_of_qmax(qmax), dtype=torch.float64, device=codes.device), rows_ * 0, rows_ * 0
-    level_ops = level_operation_counts(geometry, input_counts, codes, qmax)
+    level_ops = level_operation_counts(geometry, input_counts, codes, qmax, max_count=max_count)
     return level_ops, rows_, rows_ * geometry.ops(tuple(input_counts.shape))
 
 
@@ -268,51 +300,3 @@ def activation_operation_rate(
     level_ops, rows_, dense = _aor_update(geometry, input_counts, codes, qmax, _positive("rows", rows))
     samples_ = torch.tensor(_positive("samples", samples), dtype=torch.int64)
     return _aor_compute(level_ops, rows_, dense, samples_, qmax)
-
-
-# --- transitions ----------------------------------------------------------------------------------------------------
-def transition_counts(previous: Tensor, current: Tensor, qmax: int) -> Tensor:
-    """Level → level transition matrix :math:`C[i, j]` between two code tensors, as ``int64`` ``[L, L]``.
-
-    Row ``i`` is the previous level :math:`i - Q`, column ``j`` the new level :math:`j - Q`; one ``bincount``.
-
-    Example:
-        >>> prev = torch.tensor([-1, 0, 0, 1], dtype=torch.int8)
-        >>> transition_counts(prev, torch.tensor([-1, 1, 0, -1], dtype=torch.int8), qmax=1).tolist()
-        [[1, 0, 0], [0, 1, 1], [1, 0, 0]]
-    """
-    if previous.shape != current.shape:
-        raise ValueError(f"code shapes differ: {tuple(previous.shape)} vs {tuple(current.shape)}.")
-    levels = levels_of_qmax(qmax)
-    # int16 holds every index up to 8 bits (255 * 255 + 254) at a quarter of int64's memory traffic
-    index = level_index(previous.to(torch.int16), qmax) * levels + level_index(current.to(torch.int16), qmax)
-    return torch.bincount(index.flatten(), minlength=levels * levels).view(levels, levels)
-
-
-def _transition_update(previous: Tensor, current: Tensor, qmax: int) -> Tensor:
-    """Sufficient statistics of one optimizer step: its ``int64`` transition matrix."""
-    return transition_counts(previous, current, qmax)
-
-
-def _transition_compute(counts: Tensor) -> Tensor:
-    """The summed ``[L, L]`` matrix itself (the counts are the result)."""
-    return counts
-
-
-def transition_summary(counts: Tensor) -> TransitionFractions:
-    """Frozen fraction, changed fraction and the share of changes between non-adjacent levels (:math:`|i-j| \\ge 2`).
-
-    A fraction with nothing to divide by (no weight-steps, or no change for the non-adjacent share) is ``None``.
-    """
-    counts = counts.to(torch.float64)
-    total = counts.sum()
-    levels = counts.shape[0]
-    i, j = torch.meshgrid(torch.arange(levels), torch.arange(levels), indexing="ij")
-    distance = (i - j).abs().to(counts.device)
-    changed = counts[distance > 0].sum()
-    non_adjacent = counts[distance > 1].sum()
-    return TransitionFractions(
-        frozen_fraction=float(counts.diagonal().sum() / total) if total > 0 else None,
-        changed_fraction=float(changed / total) if total > 0 else None,
-        non_adjacent_fraction=float(non_adjacent / changed) if changed > 0 else (0.0 if total > 0 else None),
-    )

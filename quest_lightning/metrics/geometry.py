@@ -1,5 +1,8 @@
 """The shape of a synaptic layer as numbers: what the operation counts need, without holding the module.
 
+A 1-D convolution is the 2-D convolution of a height-1 input (kernel, stride, dilation and padding of height 1 and 0),
+so one piece of arithmetic serves both.
+
 A meter that kept the ``nn.Module`` would hold the model's parameters and could not be checkpointed or rebuilt on
 its own; :class:`LayerGeometry` is a frozen, validated record of the convolution (or linear map) arithmetic instead.
 
@@ -9,6 +12,8 @@ its own; :class:`LayerGeometry` is a frozen, validated record of the convolution
 ((16, 16), 55296)
 >>> LayerGeometry.of(nn.Linear(128, 10)).ops((128,))
 1280
+>>> LayerGeometry.of(nn.Conv1d(2, 4, 3, padding=1)).ops((2, 16))  # 3 x 2 x 4 MACs at 16 output positions
+384
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from torch import nn
 
 __all__ = ["LayerGeometry", "ann_ops"]
 
-Kind = Literal["conv2d", "linear"]
+Kind = Literal["conv2d", "conv1d", "linear"]
+KINDS: tuple[str, ...] = ("conv2d", "conv1d", "linear")
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
@@ -30,10 +36,10 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class LayerGeometry:
-    """Geometry of a 2-D convolution or a linear layer.
+    """Geometry of a 2-D or 1-D convolution or a linear layer.
 
     Attributes:
-        kind: ``"conv2d"`` or ``"linear"``.
+        kind: ``"conv2d"``, ``"conv1d"`` (held as a 2-D convolution of height 1) or ``"linear"``.
         in_channels: Input channels (input features of a linear layer).
         out_channels: Output channels (output features of a linear layer).
         kernel_size: ``(k_h, k_w)``; ``(1, 1)`` for a linear layer.
@@ -58,8 +64,8 @@ class LayerGeometry:
     groups: int = 1
 
     def __post_init__(self) -> None:
-        if self.kind not in ("conv2d", "linear"):
-            raise ValueError(f"LayerGeometry.kind={self.kind!r} is unknown: use 'conv2d' or 'linear'.")
+        if self.kind not in KINDS:
+            raise ValueError(f"LayerGeometry.kind={self.kind!r} is unknown: use 'conv2d' or 'linear' (or 'conv1d').")
         for name in ("in_channels", "out_channels", "groups"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -84,22 +90,42 @@ class LayerGeometry:
             1,
         ):
             raise ValueError("a linear LayerGeometry has no kernel, stride, padding, dilation or groups to set.")
+        if self.kind == "conv1d" and (self.kernel_size[0], self.stride[0], self.dilation[0], *self.padding[:2]) != (
+            1,
+            1,
+            1,
+            0,
+            0,
+        ):
+            raise ValueError(
+                "a conv1d LayerGeometry is a 2-D convolution of height 1: its kernel, stride and dilation have height "
+                "1 and its top and bottom padding are 0."
+            )
 
     @classmethod
     def of(cls, layer: nn.Module) -> LayerGeometry:
-        """The geometry of an ``nn.Conv2d`` or ``nn.Linear`` (or a subclass such as ``QuantConv2d``).
+        """The geometry of an ``nn.Conv2d``, ``nn.Conv1d`` or ``nn.Linear`` (or a subclass such as ``QuantConv2d``).
 
         Raises:
-            TypeError: ``layer`` is neither.
+            TypeError: ``layer`` is none of them.
             ValueError: A convolution whose ``padding_mode`` is not ``"zeros"`` (its padded positions would be real
                 inputs, which the counts do not model).
         """
+        if isinstance(layer, (nn.Conv2d, nn.Conv1d)) and layer.padding_mode != "zeros":
+            raise ValueError(
+                f"padding_mode={layer.padding_mode!r} is not supported by the AOR count (padded positions would "
+                "be real inputs); use padding_mode='zeros'."
+            )
+        if isinstance(layer, nn.Conv1d):
+            (k,), (s,), (d,) = layer.kernel_size, layer.stride, layer.dilation
+            if isinstance(layer.padding, str):
+                total = d * (k - 1) if layer.padding == "same" else 0
+                left, right = total // 2, total - total // 2
+            else:
+                left = right = int(layer.padding[0])
+            c_in, c_out, groups = int(layer.in_channels), int(layer.out_channels), int(layer.groups)
+            return cls("conv1d", c_in, c_out, (1, k), (1, s), (0, 0, left, right), (1, d), groups)
         if isinstance(layer, nn.Conv2d):
-            if layer.padding_mode != "zeros":
-                raise ValueError(
-                    f"padding_mode={layer.padding_mode!r} is not supported by the AOR count (padded positions would "
-                    "be real inputs); use padding_mode='zeros'."
-                )
             kernel, dilation = _pair(layer.kernel_size), _pair(layer.dilation)
             if isinstance(layer.padding, str):  # "same" or "valid"
                 pads = []
@@ -122,17 +148,38 @@ class LayerGeometry:
             )
         if isinstance(layer, nn.Linear):
             return cls("linear", int(layer.in_features), int(layer.out_features))
-        raise TypeError(f"LayerGeometry.of supports nn.Conv2d and nn.Linear, got {type(layer).__name__}.")
+        raise TypeError(
+            f"LayerGeometry.of supports nn.Conv2d and nn.Linear, got {type(layer).__name__}; give a 2-D convolution, "
+            "a linear layer or an nn.Conv1d."
+        )
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
-        """Shape of the layer's weight: ``[C_out, C_in/g, k_h, k_w]`` or ``[f_out, f_in]``."""
+        """Shape of the layer's weight: ``[C_out, C_in/g, k_h, k_w]``, ``[C_out, C_in/g, k]`` or ``[f_out, f_in]``."""
         if self.kind == "linear":
             return (self.out_channels, self.in_channels)
+        if self.kind == "conv1d":
+            return (self.out_channels, self.in_channels // self.groups, self.kernel_size[1])
         return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
 
+    @property
+    def feature_dims(self) -> int:
+        """Dimensions of one sample's input: 3 (``[C, H, W]``), 2 (``[C, L]``) or 1 (``[F]``)."""
+        return {"conv2d": 3, "conv1d": 2, "linear": 1}[self.kind]
+
+    def output_positions(self, input_shape: tuple[int, ...]) -> int:
+        """How many output positions each weight meets, for a per-sample input of ``input_shape`` (1 for a linear
+        layer)."""
+        if self.kind == "linear":
+            return 1
+        h_out, w_out = self.output_size(*self._plane(input_shape))
+        return h_out * w_out
+
+    def _plane(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
+        return (1, input_shape[-1]) if self.kind == "conv1d" else (input_shape[-2], input_shape[-1])
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Output height and width for an ``height × width`` input (a convolution only)."""
+        """Output height and width for an ``height × width`` input (a convolution only; height 1 for a conv1d)."""
         top, bottom, left, right = self.padding
         sizes = []
         for size, lo, hi, k, s, d in zip(
@@ -144,13 +191,14 @@ class LayerGeometry:
     def ops(self, input_shape: tuple[int, ...]) -> int:
         """Multiply-accumulates for one sample and one time step (the ANN-equivalent operation count).
 
-        A conv: :math:`k_h k_w \\cdot (C_{in}/g) \\cdot C_{out} \\cdot H_{out} W_{out}`; a linear:
-        :math:`f_{in} f_{out}`. ``input_shape`` is the per-sample input shape (``[C, H, W]`` or ``[F]``).
+        A conv: :math:`k_h k_w \\cdot (C_{in}/g) \\cdot C_{out} \\cdot H_{out} W_{out}` (:math:`k_h = H_{out} = 1`
+        for a conv1d); a linear: :math:`f_{in} f_{out}`. ``input_shape`` is the per-sample input shape (``[C, H, W]``,
+        ``[C, L]`` or ``[F]``).
         """
         if self.kind == "linear":
             return self.in_channels * self.out_channels
-        h_out, w_out = self.output_size(input_shape[-2], input_shape[-1])
-        return math.prod(self.kernel_size) * (self.in_channels // self.groups) * self.out_channels * h_out * w_out
+        weights_per_output = math.prod(self.kernel_size) * (self.in_channels // self.groups) * self.out_channels
+        return weights_per_output * self.output_positions(input_shape)
 
 
 def ann_ops(geometry: LayerGeometry, input_shape: tuple[int, ...]) -> int:

@@ -2,7 +2,7 @@
 be fractional), so they survive checkpoints (``persistent=True``) and are exact under DDP: the summed states of the
 ranks are added in ``compute``. A transition count is the exception: every rank holds the same weights, so
 :class:`TransitionCounter` does not sync (``sync_on_compute=False``). The math, with a public function per meter, is
-in :mod:`quest_lightning.metrics.functional`."""
+in :mod:`quest_lightning.metrics.functional` (and :mod:`quest_lightning.metrics.transitions`)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,13 @@ from quest_lightning.metrics.functional import (
     _aor_update,
     _spike_rate_compute,
     _spike_rate_update,
-    _transition_compute,
-    _transition_update,
     _weight_sparsity_compute,
     _weight_sparsity_update,
 )
 from quest_lightning.metrics.geometry import LayerGeometry
+from quest_lightning.metrics.transitions import _transition_compute, _transition_update
 
-__all__ = ["ActivationOperationRate", "SpikeRate", "TransitionCounter", "WeightSparsity"]
+__all__ = ["ActivationOperationRate", "InputKindTally", "SpikeRate", "TransitionCounter", "WeightSparsity"]
 
 
 def _zeros(dtype: torch.dtype, shape: tuple[int, ...] = ()) -> Tensor:
@@ -159,9 +158,13 @@ class ActivationOperationRate(Metric):
         self.add_state("dense_ops", _zeros(torch.int64), dist_reduce_fx="sum", persistent=True)
         self.add_state("samples", _zeros(torch.int64), dist_reduce_fx="sum", persistent=True)
 
-    def update(self, input_counts: Tensor, codes: Tensor, rows: Tensor | int, samples: int) -> None:
-        """Add the operations of ``rows`` recorded rows (steps × samples) with per-position ``input_counts``."""
-        level_ops, rows_, dense_ops = _aor_update(self.geometry, input_counts, codes, self.qmax, rows)
+    def update(
+        self, input_counts: Tensor, codes: Tensor, rows: Tensor | int, samples: int, max_count: float | None = None
+    ) -> None:
+        """Add the operations of ``rows`` recorded rows (steps × samples) with per-position ``input_counts``;
+        ``max_count`` bounds integer counts (see
+        :func:`~quest_lightning.metrics.functional.level_operation_counts`)."""
+        level_ops, rows_, dense_ops = _aor_update(self.geometry, input_counts, codes, self.qmax, rows, max_count)
         self.level_ops += level_ops
         self.rows += rows_
         self.dense_ops += dense_ops
@@ -170,6 +173,42 @@ class ActivationOperationRate(Metric):
     def compute(self) -> AORResult:
         """See the class docstring."""
         return _aor_compute(self.level_ops, self.rows, self.dense_ops, self.samples, self.qmax)
+
+
+class InputKindTally(Metric):
+    """What a layer's input was over an epoch: how many recorded input elements were neither 0 nor 1
+    (``nonbinary``), and in how many of the ``updates`` the operations were counted as analog (``analog_updates``).
+
+    ``compute()`` returns ``(nonbinary, analog_updates, updates)`` as ``int64`` tensors; the layer saw analog input
+    when ``analog_updates > 0``, and a mix when ``0 < analog_updates < updates``.
+
+    Example:
+        >>> tally = InputKindTally()
+        >>> tally.update(torch.tensor(0), torch.tensor(False))
+        >>> tally.update(torch.tensor(5), torch.tensor(True))
+        >>> tuple(int(v) for v in tally.compute())
+        (5, 1, 2)
+    """
+
+    is_differentiable = False
+    higher_is_better: bool | None = None
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("nonbinary", _zeros(torch.int64), dist_reduce_fx="sum", persistent=True)
+        self.add_state("analog_updates", _zeros(torch.int64), dist_reduce_fx="sum", persistent=True)
+        self.add_state("updates", _zeros(torch.int64), dist_reduce_fx="sum", persistent=True)
+
+    def update(self, nonbinary: Tensor, analog: Tensor | bool) -> None:
+        """Add one update's count of non-binary input elements and whether it was counted as analog."""
+        self.nonbinary += torch.as_tensor(nonbinary, device=self.nonbinary.device).to(torch.int64)
+        self.analog_updates += torch.as_tensor(analog, device=self.nonbinary.device).to(torch.int64)
+        self.updates += 1
+
+    def compute(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(nonbinary, analog_updates, updates)``."""
+        return self.nonbinary, self.analog_updates, self.updates
 
 
 class TransitionCounter(Metric):
@@ -201,7 +240,12 @@ class TransitionCounter(Metric):
 
     def update(self, previous: Tensor, current: Tensor) -> None:
         """Add the transitions of one optimizer step, from ``previous`` to ``current`` codes."""
-        self.counts += _transition_update(previous, current, self.qmax)
+        self.add(_transition_update(previous, current, self.qmax))
+
+    def add(self, counts: Tensor) -> None:
+        """Add one optimizer step's transition matrix counted elsewhere (by
+        :func:`~quest_lightning.metrics.functional.transition_changes`, from the changed weights only)."""
+        self.counts += counts
         self.steps += 1
 
     def compute(self) -> Tensor:

@@ -1,8 +1,5 @@
-"""Modules: quantized layers, neuron adapters, encoders, the spiking VGG builder, introspection, and ``quantize`` to
-convert an existing snnTorch or SpikingJelly network."""
+"""Modules: quantized layers, neuron adapters, encoders, the spiking VGG builder and introspection."""
 
-from quest_lightning.nn.conversion import ConversionReport, ConversionRow
-from quest_lightning.nn.convert import quantize
 from quest_lightning.nn.encoders import DirectEncoder, Encoder, LatencyEncoder, RateEncoder, make_encoder
 from quest_lightning.nn.inspect import (
     LayerRecording,
@@ -32,9 +29,6 @@ from quest_lightning.nn.neurons import (
 from quest_lightning.nn.vgg import VGG_CONFIGS, SpikingBlock, SpikingVGG, TimeSharedDropout, spiking_vgg
 
 __all__ = [
-    "quantize",
-    "ConversionReport",
-    "ConversionRow",
     "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",

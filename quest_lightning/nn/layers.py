@@ -37,6 +37,7 @@ from spikingjelly.activation_based.base import StepModule
 from torch import Tensor, nn
 
 from quest_lightning.functional.grid import check_bits, check_quant_bits, num_levels, qmax
+from quest_lightning.functional.hysteresis import Margin, hysteresis_codes, hysteresis_quantize
 from quest_lightning.functional.intmm import (
     guarded_step,
     integer_products_supported,
@@ -116,6 +117,10 @@ class QuantLayerMixin(StepModule):
     """Take the forward product of 0/1 spikes and the integer codes in integer arithmetic where it applies (exact,
     see :mod:`quest_lightning.functional.intmm` and :meth:`takes_integer_product`); ``False``: always the float
     product."""
+    hysteresis: Margin | None = None
+    """Optional write-aware hysteresis margin (:mod:`quest_lightning.functional.hysteresis`; set it with
+    :func:`quest_lightning.energy.aware.set_hysteresis`): a code changes only when the latent weight is past the
+    boundary by the margin, and the codes held between passes are the ``held_codes`` buffer; ``None``: off."""
     _step_mode: str | None = None  # declared step mode; None: follow each input
     _input_step_mode: str = "s"  # the layout of the last input
 
@@ -242,13 +247,22 @@ class QuantLayerMixin(StepModule):
         Quantized, it is :math:`W_q = \\hat w\\,\\alpha/Q_b` (MINT, through
         :func:`~quest_lightning.functional.quantize.mint_quantize`, with the LSQ gradient scale when
         ``use_alpha_grad_scale``), and ``codes`` is refreshed to :math:`\\hat w`; with ``enabled=False`` it is
-        ``weight`` itself and ``codes`` is left alone.
+        ``weight`` itself and ``codes`` is left alone. Every quantizer here must keep :math:`W_q` equal to ``codes``
+        times ``alpha / Q_b`` element by element (only ``weight_perturbation`` may leave the grid): the integer
+        product (:meth:`takes_integer_product`) computes with the codes and that step.
         """
         if not self.enabled:
             return self.weight
         self.project_alpha()
         scale = alpha_grad_scale(self.weight.numel(), self.bits) if self.use_alpha_grad_scale else None
-        w_q, codes = mint_quantize(self.weight, self.alpha, self.bits, self.transform, scale)
+        if self.hysteresis is None:
+            w_q, codes = mint_quantize(self.weight, self.alpha, self.bits, self.transform, scale)
+        else:
+            held = getattr(self, "held_codes", None)
+            w_q, codes = hysteresis_quantize(
+                self.weight, self.alpha, self.bits, self.transform, scale, held, self.hysteresis
+            )
+            self.held_codes = codes
         self.codes = codes
         if self.weight_perturbation is not None:
             w_q = self.weight_perturbation(w_q, codes)
@@ -257,6 +271,9 @@ class QuantLayerMixin(StepModule):
     def current_codes(self) -> Tensor:
         """Integer codes of the weights as they are now (for example just after an optimizer step)."""
         self.project_alpha()
+        if self.hysteresis is not None:
+            held = getattr(self, "held_codes", None)
+            return hysteresis_codes(self.weight, self.alpha, self.bits, self.transform, held, self.hysteresis)
         return mint_codes(self.weight, self.alpha.detach(), self.bits, self.transform)
 
     @property

@@ -118,7 +118,7 @@ def fit(root, devices, repeated=False, max_steps=-1, ckpt_path=None):
     module = QuestModule(net, timesteps=2, lr=0.05, optimizer="sgd")
     callbacks = [
         OneThread(),
-        WeightTransitionMonitor(stages=[("s", 1, 3)]),
+        WeightTransitionMonitor(stages=[("s", 1, 3)], track_writes_per_cell=True),
         AORMeter(),
         RankAwareEnergy("skmtj7", states=(0, 3, 6), first_layer="reads"),
     ]
@@ -171,8 +171,9 @@ def test_two_ddp_ranks_measure_what_one_process_measures(tmp_path):
     single = fit(tmp_path / "one", devices=1)
     double = fit(tmp_path / "two", devices=2)
 
-    # the exact integer counts
+    # the exact integer counts; every rank holds the same weights, so the writes per cell are not summed over ranks
     assert double["transitions"]["s"]["samples"] == single["transitions"]["s"]["samples"] == 3 * 2 * B
+    assert double["writes"] == single["writes"] and single["writes"]["max_writes"] > 0
     for name, info in single["transitions"]["s"]["layers"].items():
         assert double["transitions"]["s"]["layers"][name]["counts"] == info["counts"], name
     for stage in ("train", "val"):

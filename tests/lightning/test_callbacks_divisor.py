@@ -6,12 +6,13 @@ transitions from codes an independent callback captures, priced in loops, over s
 import lightning.pytorch as pl
 import pytest
 import torch
+from callback_helpers import CodeSnapshots
 from torch.utils.data import DataLoader, TensorDataset
 
 from quest_lightning.devices import get_device, pattern_energies
 from quest_lightning.lightning.callbacks import AORMeter, DeviceEnergyCallback
 from quest_lightning.lightning.module import QuestModule
-from quest_lightning.nn import QuantLayerMixin, SpikingVGG
+from quest_lightning.nn import SpikingVGG
 
 STATES = (0, 3, 6)
 PE = pattern_energies(get_device("skmtj7"), 2, STATES)
@@ -23,27 +24,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-class Recorder(pl.Callback):
-    """Codes of every quantized layer before and after each training batch, by the MINT formula written out."""
-
-    def __init__(self):
-        self.before, self.after = {}, {}
-
-    def _codes(self, pl_module):
-        out = {}
-        for name, m in pl_module.named_modules():
-            if isinstance(m, QuantLayerMixin) and m.enabled:
-                with torch.no_grad():
-                    out[name] = torch.round(torch.clamp(torch.tanh(m.weight) / m.alpha, -1, 1)).to(torch.int64)
-        return out
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.before[batch_idx + 1] = self._codes(pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.after[batch_idx + 1] = self._codes(pl_module)
 
 
 def joules_of_writes(before, after):
@@ -62,7 +42,7 @@ def _fit(n, batch, *, accumulate=1, limit=None, val=None, val_every=None):
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g))
     net = SpikingVGG([4, "P", 8, "P"], [16], in_channels=1, image_size=8, num_classes=10)
-    energy, meter, recorder = DeviceEnergyCallback("skmtj7", states=STATES, stages="all"), AORMeter(), Recorder()
+    energy, meter, recorder = DeviceEnergyCallback("skmtj7", states=STATES, stages="all"), AORMeter(), CodeSnapshots()
     trainer = pl.Trainer(
         max_epochs=1,
         callbacks=[energy, meter, recorder],
@@ -95,7 +75,9 @@ def test_write_energy_per_sample_divides_by_the_samples_seen(case, one_thread):
     energy, meter, rec = _fit(n, batch, accumulate=accumulate, limit=limit)
     joules = [0.0] * len(PE.patterns)
     for first, last in windows:  # one transition per optimizer step: before its first batch -> after its last
-        joules = [a + b for a, b in zip(joules, joules_of_writes(rec.before[first], rec.after[last]), strict=True)]
+        joules = [
+            a + b for a, b in zip(joules, joules_of_writes(rec.before[(0, first)], rec.after[(0, last)]), strict=True)
+        ]
     by_hand = [j / seen for j in joules]
     write = energy.summary.write["all@epoch0"]
     assert (write.steps, write.samples) == (len(windows), seen)

@@ -214,3 +214,36 @@ def test_full_precision_layer_is_not_supported_with_circular_padding():
     with pytest.raises(ValueError, match="padding_mode"):
         codes = torch.ones(2, 2, 3, 3, dtype=torch.int8)
         level_operation_counts(LayerGeometry.of(layer), torch.ones(2, 4, 4), codes, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(kernel_size=3), dict(kernel_size=3, stride=2, padding=1, groups=2), dict(kernel_size=2, padding="same")],
+    ids=["plain", "strided-groups", "same-even"],
+)
+def test_conv1d_level_counts_match_brute_force(kwargs):
+    """A 1-D convolution (a plain nn.Conv1d, as in a mixed model) by explicit loops over rows, outputs and weights."""
+    layer = nn.Conv1d(4, 6, **kwargs, bias=False)
+    x = _spikes((T, B, 4, 11), seed=12)
+    codes = _random_codes(layer.weight.shape, 1, seed=13)
+    geometry = LayerGeometry.of(layer)
+    (k,), (s,), (d,), groups = layer.kernel_size, layer.stride, layer.dilation, layer.groups
+    left = d * (k - 1) // 2 if layer.padding == "same" else layer.padding[0]
+    total_pad = d * (k - 1) if layer.padding == "same" else 2 * layer.padding[0]
+    length = x.shape[-1]
+    out_len = (length + total_pad - d * (k - 1) - 1) // s + 1
+    levels, macs = [0, 0, 0], 0
+    w = codes.tolist()
+    for r, row in enumerate(x.flatten(0, 1).tolist()):
+        for o in range(6):
+            g = o // (6 // groups)
+            for c in range(4 // groups):
+                for j in range(k):
+                    for p in range(out_len):
+                        macs += r == 0
+                        i = p * s - left + j * d
+                        if 0 <= i < length and row[g * (4 // groups) + c][i] == 1.0:
+                            levels[w[o][c][j] + 1] += 1
+    counts = x.flatten(0, 1).sum(0, dtype=torch.float64)
+    assert geometry.ops((4, length)) == macs
+    assert level_operation_counts(geometry, counts, codes, 1).tolist() == [float(v) for v in levels]

@@ -4,13 +4,14 @@ the ``WeightTransitionMonitor`` inside a real Trainer run, whose codes an indepe
 import lightning.pytorch as pl
 import pytest
 import torch
+from callback_helpers import CodeSnapshots
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
 from quest_lightning.lightning.callbacks import WeightTransitionMonitor
 from quest_lightning.lightning.module import QuestModule
 from quest_lightning.metrics import TransitionCounter, transition_counts, transition_summary
-from quest_lightning.nn import QuantLayerMixin, SpikingVGG
+from quest_lightning.nn import SpikingVGG
 
 
 def brute_force_transitions(previous, current, qmax):
@@ -32,13 +33,6 @@ def brute_force_summary(counts):
         "changed_fraction": changed / total,
         "non_adjacent_fraction": far / changed if changed else 0.0,
     }
-
-
-def mint_codes_by_hand(layer):
-    """round(clip(tanh(W)/alpha, -1, 1) * Q), written out here rather than taken from the library."""
-    with torch.no_grad():
-        q = 2 ** (layer.bits - 1) - 1
-        return torch.round(torch.clamp(torch.tanh(layer.weight) / layer.alpha, -1, 1) * q).to(torch.int64)
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
@@ -100,34 +94,13 @@ class CaptureLogger(Logger):
             self.history.setdefault(key, []).append((step, float(value)))
 
 
-class CodeRecorder(pl.Callback):
-    """Independently records every quantized layer's codes before and after each training batch."""
-
-    def __init__(self):
-        self.before: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
-        self.after: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
-
-    def _codes(self, pl_module):
-        return {
-            name: mint_codes_by_hand(m)
-            for name, m in pl_module.named_modules()
-            if isinstance(m, QuantLayerMixin) and m.enabled
-        }
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.before[(trainer.current_epoch, batch_idx + 1)] = self._codes(pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.after[(trainer.current_epoch, batch_idx + 1)] = self._codes(pl_module)
-
-
 def _fit(monitor, epochs=2, batches=8, batch_size=4, accumulate=1):
     pl.seed_everything(0, verbose=False)
     x = torch.rand(batches * batch_size, 1, 8, 8)
     y = torch.randint(0, 10, (batches * batch_size,))
     net = SpikingVGG([4, "P", 8, "P"], [16], in_channels=1, image_size=8, num_classes=10, bits=2)
     module = QuestModule(net, timesteps=2, lr=0.05, schedule="none")
-    recorder, logger = CodeRecorder(), CaptureLogger()
+    recorder, logger = CodeSnapshots(), CaptureLogger()
     trainer = pl.Trainer(
         max_epochs=epochs,
         callbacks=[monitor, recorder],

@@ -15,13 +15,13 @@ from spikingjelly.activation_based import neuron as sj_neuron
 from torch import nn
 
 import quest_lightning
+from quest_lightning.convert import quantize
 from quest_lightning.nn import (
     QuantConv2d,
     QuantIFNode,
     QuantLeaky,
     QuantLinear,
     QuantParametricLIFNode,
-    quantize,
     spiking_neurons,
 )
 

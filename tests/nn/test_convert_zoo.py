@@ -23,7 +23,8 @@ from spikingjelly.activation_based.model import sew_resnet, spiking_vgg
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from quest_lightning.nn import quantize, quantized_layers, spiking_neurons
+from quest_lightning.convert import quantize
+from quest_lightning.nn import quantized_layers, spiking_neurons
 
 T, B, CLASSES, STEPS = 2, 4, 10, 3
 CALLBACKS: tuple[Callable[[], L.Callback], ...] = ()  # factories of the callbacks attached to every zoo training run

@@ -87,7 +87,7 @@ def test_a_new_backend_is_one_class_and_its_registration(toy_backend):
     assert len(neurons) == 2 and all(type(n) is ToyNeuron and backend_of(n) == "toy" for _, n in neurons)
     assert all(n.scale_source is not None for _, n in neurons)
     module = QuestModule(net, timesteps=2, num_classes=3)
-    assert module.hparams["backend"] == "toy" and module.hparams["neuron"] == "if"
+    assert module.hparams_initial["backend"] == "toy" and module.hparams_initial["neuron"] == "if"  # what loggers get
 
     x = torch.rand(2, 6, 1, 4, 4)
     y = torch.tensor([0, 1, 2, 0, 1, 2])

@@ -108,7 +108,8 @@ def test_a_converted_network_has_the_energy_figures_of_the_original():
     original: the layers declare their step mode and the nodes are SpikingJelly neurons (BaseNode)."""
     import copy
 
-    from quest_lightning.nn import QuantIFNode, quantize
+    from quest_lightning.convert import quantize
+    from quest_lightning.nn import QuantIFNode
 
     torch.manual_seed(0)
     net = nn.Sequential(

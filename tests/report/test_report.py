@@ -13,14 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from quest_lightning import cli
+from quest_lightning.cli import main as quest_lightning_main
 from quest_lightning.report import (
+    FAILED_FILE,
+    MANIFEST_FILE,
     REPORT_FILE,
     SECTION_TITLES,
     SUMMARY_FILE,
     build_report,
     find_summary,
     read_metrics_csv,
+    report_files,
 )
 from quest_lightning.report.plots import MANY_PATTERNS, format_joules
 
@@ -212,7 +215,7 @@ def test_missing_sections_are_skipped_and_said_so(tmp_path: Path) -> None:
     out = tmp_path / "out"
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):  # through the CLI, with --out-dir
-        assert cli.main(["report", str(tmp_path / "run"), "--out-dir", str(out)]) == 0
+        assert quest_lightning_main(["report", str(tmp_path / "run"), "--out-dir", str(out)]) == 0
     page = out / REPORT_FILE
     assert buffer.getvalue().strip() == str(page)
     assert not (tmp_path / "run" / "report").exists()
@@ -275,3 +278,49 @@ def test_metrics_csv_and_joule_formatting(tmp_path: Path) -> None:
     assert format_joules(1.5e-6) == "1.5 µJ"
     assert format_joules(9e-13) == "900 fJ"
     assert format_joules(None) == "–"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the report folder: our own files only
+
+
+def test_a_new_report_replaces_its_own_figures_and_nothing_else(tmp_path: Path) -> None:
+    summary = _minimal_summary()
+    _write_summary(tmp_path / "run", summary)
+    page = build_report(tmp_path / "run")
+    first = {p.name for p in report_files(page.parent)}
+    assert {"report.html", "write-energy-a.png", "activity-aor.png"} <= first
+    (page.parent / "notes.txt").write_text("mine")  # a file of the user's, next to the report
+    del summary["activity"]  # the next run has no activity records: its figures must not stay behind
+    _write_summary(tmp_path / "run", summary)
+    page = build_report(tmp_path / "run")
+    _check_page(page, {"write-energy-a", "compute-energy-train"})  # exactly these PNGs in the folder
+    assert (page.parent / "notes.txt").read_text() == "mine"
+    manifest = json.loads((page.parent / MANIFEST_FILE).read_text())
+    assert sorted(manifest["files"]) == ["compute-energy-train.png", "report.html", "write-energy-a.png"]
+
+
+def test_out_dir_that_is_not_ours_is_refused_unless_forced(tmp_path: Path, capsys) -> None:
+    _write_summary(tmp_path / "run", _minimal_summary())
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.html").write_text("my own page")
+    assert quest_lightning_main(["report", str(tmp_path / "run"), "--out-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "is not empty" in err and "--force" in err
+    assert (out / "report.html").read_text() == "my own page" and sorted(p.name for p in out.iterdir()) == [
+        "report.html"
+    ]
+    with pytest.raises(FileExistsError, match="holds no report of ours"):
+        build_report(tmp_path / "run", out_dir=out)
+    assert quest_lightning_main(["report", str(tmp_path / "run"), "--out-dir", str(out), "--force"]) == 0
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert quest_lightning_main(["report", str(tmp_path / "run"), "--out-dir", str(out)]) == 0  # ours now
+
+
+def test_a_failed_run_says_so_in_its_report(tmp_path: Path) -> None:
+    _write_summary(tmp_path, _minimal_summary())
+    failure = {"status": "failed", "stage": "fit", "epoch": 3, "global_step": 120, "error": "RuntimeError"}
+    (tmp_path / FAILED_FILE).write_text(json.dumps({**failure, "message": "out of memory"}))
+    text = build_report(tmp_path).read_text(encoding="utf-8")
+    assert "This run did not finish: failed in fit at epoch 3, step 120, with RuntimeError: out of memory" in text

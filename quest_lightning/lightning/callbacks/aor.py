@@ -25,16 +25,23 @@ class AORMeter(PartOwner):
     ``aor/{stage}/mean``, ``sparsity/mean``, ``spike_rate/{stage}/mean``. An epoch that never ran the network is
     recorded as empty, with the reason, and nothing is logged for it.
 
-    By default the first synaptic layer sees the analog input (direct coding); its inputs are not spikes, so every
-    MAC that meets a non-zero weight counts as a read: its AOR is that share of the MACs, and it is excluded from the
-    means. With spike-encoded inputs (rate or latency coding) pass ``first_layer_analog=False``.
+    **What a layer sees decides how it is counted**, not its position: a layer whose input holds a value that is
+    neither 0 nor 1 (pixels under direct coding, graded values after average pooling) sees analog input, so every
+    MAC that meets a non-zero weight counts as a read: its AOR is that share of the MACs, and it is left out of the
+    means and of the read energy. A layer that sees only 0s and 1s is counted from its real spikes. A layer's own
+    ``input_kind`` (``"spikes"``, ``"analog"``; ``"auto"`` by default) overrides this, and ``first_layer_analog``
+    sets the first layer the network calls. Synaptic layers that are not quest-lightning's (a plain ``nn.Conv2d``,
+    ``nn.Conv1d`` or ``nn.Linear``) are counted as full-precision layers; other kinds are listed as skipped in the
+    record. Samples and time steps are those the layers met (the batch dimension of their input; the time axis of a
+    multi-step call, or the calls of a single-step loop), whatever the batch layout.
 
     The counts live in the run's shared :class:`~quest_lightning.lightning.callbacks.counts.RunCounts`, which every
     ``DeviceEnergyCallback`` of the Trainer prices.
 
     Args:
         on: the stages to measure, a subset of ``("train", "val")``.
-        first_layer_analog: treat the first synaptic layer's input as analog (see above).
+        first_layer_analog: ``None`` (the default: by what the first layer sees), ``True`` (count the first layer
+            the network calls as analog input) or ``False`` (as spikes).
         train_every_n_batches: count one training batch in ``n`` (each counted batch exactly, with its own codes);
             the training figures are then those of the counted batches. Validation always counts every batch.
     """
@@ -42,7 +49,7 @@ class AORMeter(PartOwner):
     part_name = "activity"
 
     def __init__(
-        self, on: Sequence[str] = STAGES, first_layer_analog: bool = True, train_every_n_batches: int = 1
+        self, on: Sequence[str] = STAGES, first_layer_analog: bool | None = None, train_every_n_batches: int = 1
     ) -> None:
         super().__init__(ActivitySettings(on, first_layer_analog, train_every_n_batches))
 
@@ -51,12 +58,12 @@ class AORMeter(PartOwner):
         return self.settings.on
 
     @property
-    def first_layer_analog(self) -> bool:
+    def first_layer_analog(self) -> bool | None:
         return self.settings.first_layer_analog
 
     @property
     def input_layer(self) -> str | None:
-        """Name of the layer that sees the analog input (the first synaptic layer), or ``None``."""
+        """Name of the first layer counted as seeing analog input in the latest record, or ``None``."""
         return self.part.input_layer if self.part is not None else None
 
     @property
@@ -93,9 +100,13 @@ class AORMeter(PartOwner):
         if self._drives():
             self.part.val_epoch_start(trainer, pl_module)
 
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._drives():
+            self.part.val_batch_start(trainer, batch_idx, dataloader_idx)
+
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._drives():
-            self.part.val_batch_end(batch)
+            self.part.val_batch_end(trainer)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._drives():

@@ -1,4 +1,5 @@
-"""Glue shared by the quest-lightning callbacks: finding layers, batch sizes, rank-zero logging and W&B extras."""
+"""Glue shared by the quest-lightning callbacks: codes to count with, sums over ranks, rank-zero logging and W&B
+extras."""
 
 from __future__ import annotations
 
@@ -9,26 +10,29 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.data import extract_batch_size
 from torch import Tensor
 from torchmetrics import Metric
 
 from quest_lightning.nn.layers import QuantLayerMixin
 
 
-def batch_size_of(batch: Any) -> int:
-    """Number of samples in ``batch`` (the first dimension of its first tensor)."""
-    return int(extract_batch_size(batch))
-
-
 def world_size(trainer: pl.Trainer) -> int:
     return int(getattr(trainer, "world_size", 1) or 1)
 
 
-def layer_codes(layer: QuantLayerMixin) -> tuple[Tensor, int]:
+def sum_over_ranks(trainer: pl.Trainer | None, values: list[int]) -> list[int]:
+    """``values`` summed over the DDP ranks (a collective: every rank calls it); themselves in one process."""
+    if trainer is None or world_size(trainer) <= 1 or not values:
+        return list(values)
+    local = torch.tensor(values, dtype=torch.int64, device=trainer.strategy.root_device)
+    return [int(v) for v in trainer.strategy.reduce(local, reduce_op="sum").tolist()]
+
+
+def layer_codes(layer: QuantLayerMixin | Any) -> tuple[Tensor, int]:
     """Codes and :math:`Q` to count operations with: a quantized layer's integer codes from its last forward pass,
-    or, for a full-precision layer, the sign of its weights on a ternary grid (so non-zero weights count as reads)."""
-    if layer.enabled:
+    or, for a full-precision layer (ours with ``enabled=False``, or a plain ``nn.Conv2d``/``nn.Linear``), the sign
+    of its weights on a ternary grid (so non-zero weights count as reads)."""
+    if isinstance(layer, QuantLayerMixin) and layer.enabled:
         return layer.codes, layer.qmax
     return torch.sign(layer.weight.detach()).to(torch.int8), 1
 

@@ -9,6 +9,11 @@ from one counting pass per step. The driver of a part saves it in its checkpoint
 
 Finishing an epoch or a stage is idempotent: the first callback that needs the result finishes it, whatever the
 order of the callbacks in the Trainer.
+
+The counts also hold what both parts share: the forward hooks that give every batch's samples and time steps
+(:class:`~quest_lightning.lightning.callbacks.samples.LayerTaps`), the finiteness guard
+(:class:`~quest_lightning.lightning.callbacks.guard.FiniteGuard`), and the batch in flight (its samples, and the
+padded samples its loader reports).
 """
 
 from __future__ import annotations
@@ -18,21 +23,18 @@ import weakref
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from quest_lightning.lightning.callbacks.activity_counts import ActivityCounts
-from quest_lightning.lightning.callbacks.base import OWNER
+from quest_lightning.lightning.callbacks.base import OWNER, world_size
+from quest_lightning.lightning.callbacks.guard import DegenerateRunError, FiniteGuard
+from quest_lightning.lightning.callbacks.samples import LayerTaps, loader_of, loader_padding, loaders_of, padding_note
 from quest_lightning.lightning.callbacks.transition_counts import TransitionCounts
 from quest_lightning.nn.inspect import require_quantized_layers
 from quest_lightning.summary import EpochCurve, Flag, RunSummary
 
 __all__ = ["DegenerateRunError", "PartOwner", "RunCounts"]
-
-
-class DegenerateRunError(RuntimeError):
-    """The run produced numbers the analysis cannot count (a NaN loss, non-finite weights): it stops here."""
 
 
 class RunCounts:
@@ -50,6 +52,11 @@ class RunCounts:
     def __init__(self, trainer: pl.Trainer) -> None:
         self._trainer = weakref.ref(trainer)
         self.layers: list[tuple[str, Any]] = []
+        self.taps: LayerTaps | None = None
+        self.guard = FiniteGuard([])
+        self.padding_notes: dict[str, str] = {}
+        self._batch: tuple[Any, ...] | None = None  # (stage, epoch, batch_idx, dataloader_idx, global step)
+        self._batch_samples: int | None = None
         self.transitions = TransitionCounts(self)
         self.activity = ActivityCounts(self)
         self.curves: list[EpochCurve] = []
@@ -79,43 +86,49 @@ class RunCounts:
         layers = require_quantized_layers(pl_module, who)
         counts = cls.find(pl_module)
         if counts is None or counts.trainer is not trainer:
+            if counts is not None and counts.taps is not None:
+                counts.taps.remove()
             counts = cls(trainer)
             pl_module.__dict__[cls.ATTRIBUTE] = counts  # not a submodule: the model's state_dict stays the model's
+        if counts.taps is None:
+            counts.taps = LayerTaps(pl_module)
         counts.layers = layers
+        counts.guard.layers = layers
         counts.transitions.bind(pl_module)
         counts.activity.bind(pl_module)
         return counts
 
-    # ----------------------------------------------------------------------------------------------------------------
-    def check_finite(self, trainer: pl.Trainer, outputs: Any = None, batch_idx: int | None = None) -> None:
-        """Stop the analysis at the first counted step whose loss or weights are not finite (one host sync).
+    # --- the batch in flight ----------------------------------------------------------------------------------------
+    def open_batch(self, trainer: pl.Trainer, stage: str, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """A batch of ``stage`` starts: mark the layers' tallies and arm the exclusion of the padded samples its loader
+        reports (idempotent per batch)."""
+        key = (stage, trainer.current_epoch, batch_idx, dataloader_idx, trainer.global_step)
+        if key == self._batch:
+            return
+        self._batch, self._batch_samples = key, None
+        self.taps.mark("batch")
+        self.taps.exclude = loader_padding(loader_of(trainer, stage, dataloader_idx), batch_idx)
 
-        Raises:
-            DegenerateRunError: Naming the step, the epoch, the batch and the loss or the layers at fault.
-        """
-        key = (trainer.current_epoch, trainer.global_step, -1 if batch_idx is None else batch_idx)
-        if key == self._checked:
-            return
-        self._checked = key
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        loss = loss.detach() if isinstance(loss, Tensor) else None
-        tensors = [layer.weight.detach() for _, layer in self.layers] + [loss] * (loss is not None)
-        if bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
-            return
-        faults = []
-        if loss is not None and not bool(torch.isfinite(loss).all()):
-            faults.append(f"the training loss is {float(loss.float().mean())}")
-        for name, layer in self.layers:
-            w = layer.weight.detach()
-            nan, inf = int(torch.isnan(w).sum()), int(torch.isinf(w).sum())
-            if nan or inf:
-                faults.append(f"layer {name!r} has {nan} NaN and {inf} infinite weights")
-        where = f"epoch {trainer.current_epoch}" + ("" if batch_idx is None else f", batch {batch_idx + 1}")
-        raise DegenerateRunError(
-            f"step {trainer.global_step} ({where}): {'; '.join(faults)}. The analysis stops here: the codes of "
-            "non-finite weights read as 0 and their changes as writes, so every count would be wrong. Lower the "
-            "learning rate, check the data and the loss, or resume from a checkpoint taken before this step."
-        )
+    def batch_samples(self) -> int:
+        """The samples of the batch in flight, from the inputs its layers met (padded samples left out); the same
+        for every caller until the next batch opens."""
+        if self._batch_samples is None:
+            self._batch_samples = self.taps.samples("batch")
+            self.taps.exclude = 0
+        return self._batch_samples
+
+    def note_padding(self, trainer: pl.Trainer, stage: str) -> None:
+        """Flag a loader whose padded samples the counts cannot leave out (see
+        :func:`~quest_lightning.lightning.callbacks.samples.padding_note`)."""
+        for loader in loaders_of(trainer, stage):
+            note = padding_note(loader, world_size(trainer), stage)
+            if note:
+                self.padding_notes[stage] = note
+
+    def check_finite(self, trainer: pl.Trainer, outputs: Any = None, batch_idx: int | None = None) -> None:
+        """Note this counted step's loss and weights for the guard (on the device; the guard checks on the host only
+        where the run synchronises anyway, see :mod:`~quest_lightning.lightning.callbacks.guard`)."""
+        self.guard.note(trainer, outputs, batch_idx)
 
     @staticmethod
     def _learning_rates(trainer: pl.Trainer) -> tuple[float, ...]:
@@ -149,6 +162,14 @@ class RunCounts:
     def flags(self) -> tuple[Flag, ...]:
         """What a reader must see next to the figures: empty and silent epochs, stages left out of a preset."""
         out = [Flag("stage_left_out", msg, stage=name) for name, msg in self.transitions.left_out.items()]
+        out += [Flag("padded_samples", msg, stage=stage) for stage, msg in self.padding_notes.items()]
+        skipped: dict[str, str] = {}
+        for records in self.activity.history.values():
+            for r in records:
+                for s in r.skipped:
+                    skipped.setdefault(s.layer, f"{s.module} {s.layer!r}: {s.reason}")
+        out += [Flag("layer_skipped", msg) for msg in skipped.values()]
+        out += [Flag("mixed_input_kind", msg, stage, epoch) for stage, epoch, msg in self.activity.mixed]
         for stage, records in self.activity.history.items():
             for r in records:
                 if r.empty is not None:
@@ -171,6 +192,7 @@ class RunCounts:
             devices=devices,
             curves=tuple(self.curves),
             flags=self.flags(),
+            writes=self.transitions.writes_record,
         )
 
 

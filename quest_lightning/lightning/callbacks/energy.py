@@ -12,68 +12,27 @@ side) is written to ``quest_summary.json`` in the run's log directory, readable 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only
 
 from quest_lightning.devices import DeviceSpec, device_to_dict, pattern_energies, resolve_device
 from quest_lightning.devices.capability import check_bits_fit, check_leak_allowed
-from quest_lightning.energy import compare_compute, get_cmos, read_energy_report, write_energy_report
-from quest_lightning.energy.device import PatternEnergyReport
+from quest_lightning.energy import get_cmos
 from quest_lightning.lightning.callbacks.activity_counts import ActivitySettings
-from quest_lightning.lightning.callbacks.base import CONFIGURED, DEFAULT, log_scalars, log_wandb_table, run_dir
+from quest_lightning.lightning.callbacks.base import CONFIGURED, DEFAULT, run_dir
 from quest_lightning.lightning.callbacks.counts import RunCounts
+from quest_lightning.lightning.callbacks.pricing import DevicePricer, pattern_arg, states_arg
 from quest_lightning.lightning.callbacks.stages import TransitionSettings
 from quest_lightning.nn.inspect import require_quantized_layers, spiking_neurons
-from quest_lightning.summary import (
-    SUMMARY_FILE,
-    ActivityRecord,
-    CmosReference,
-    DevicePricing,
-    ReadEnergy,
-    RunSummary,
-    WriteEnergy,
-    write_summary,
-)
+from quest_lightning.summary import SUMMARY_FILE, CmosReference, DevicePricing, RunSummary, write_summary
 
 __all__ = ["SUMMARY_FILE", "DeviceEnergyCallback"]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _pattern_arg(pattern: Any) -> str | int | tuple[int, ...]:
-    if isinstance(pattern, str):
-        if pattern != "best":
-            raise ValueError(f"pattern={pattern!r} is unknown: use 'best', an index, or a mapping of device states.")
-        return pattern
-    if _is_int(pattern):
-        return pattern
-    if isinstance(pattern, Sequence) and pattern and all(_is_int(s) for s in pattern):
-        return tuple(pattern)
-    raise ValueError(
-        f"pattern={pattern!r} is invalid: use 'best', an index (an int), or a mapping of device states (one int per "
-        "weight level, most negative level first, e.g. (6, 0, 3))."
-    )
-
-
-def _states_arg(states: Any) -> tuple[int, ...] | None:
-    if states is None:
-        return None
-    if isinstance(states, (str, bytes)) or not isinstance(states, Sequence) or not all(_is_int(s) for s in states):
-        raise ValueError(f"states={states!r} is invalid: give device state indices, e.g. states=(0, 3, 6).")
-    if not states:
-        raise ValueError("states=() allows no device state: give at least 2**bits - 1 of them, e.g. (0, 3, 6).")
-    if len(set(states)) != len(states):
-        raise ValueError(f"states={tuple(states)} repeats a state: give each allowed state once, e.g. (0, 3, 6).")
-    return tuple(states)
-
-
-class DeviceEnergyCallback(Callback):
+class DeviceEnergyCallback(DevicePricer, Callback):
     """Price a training run on a multi-state memory device.
 
     * Write energy per sample of every transition stage, per layer and for every R-S pattern:
@@ -88,7 +47,9 @@ class DeviceEnergyCallback(Callback):
     Logged keys (joules per sample): ``energy/write/{stage}/{layer}``, ``energy/write/{stage}/total``,
     ``energy/write/{stage}/best_pattern``, ``energy/read/{stage}/{layer}``, ``energy/read/{stage}/total``;
     ratios: ``energy/{stage}/ann_over_quest``, ``energy/{stage}/diet_over_quest`` and the headline
-    ``energy/ann_over_quest``, ``energy/diet_over_quest`` (the val figures, or train when no val epoch is measured).
+    ``energy/ann_over_quest``, ``energy/diet_over_quest`` (the val figures, or train when no val epoch is measured);
+    ``energy/endurance/epochs_to_first_failure`` when a ``WeightTransitionMonitor(track_writes_per_cell=True)``
+    counts the writes per cell and the device has an endurance limit (``nonideal.endurance_cycles``).
     With several callbacks in one Trainer, each logs the same keys for its own device.
 
     Args:
@@ -120,8 +81,8 @@ class DeviceEnergyCallback(Callback):
         stages: str | Sequence[Any] | None = None,
     ) -> None:
         self.device = resolve_device(device) if device is not None else None
-        self.pattern = _pattern_arg(pattern)
-        self.states = _states_arg(states)
+        self.pattern = pattern_arg(pattern)
+        self.states = states_arg(states)
         self.cmos = get_cmos(cmos)
         if first_layer not in ("mac", "reads"):
             raise ValueError(f"first_layer={first_layer!r} is unknown: use 'mac' or 'reads'.")
@@ -207,19 +168,6 @@ class DeviceEnergyCallback(Callback):
             self._load_parts(self._pending)
             self._pending = None
 
-    def _select_pattern(self) -> int:
-        patterns = self._energies.patterns
-        if self.pattern == "best":
-            return -1
-        if isinstance(self.pattern, int):
-            if not 0 <= self.pattern < len(patterns):
-                raise ValueError(
-                    f"pattern={self.pattern} is out of range: {self.device.name!r} with bits={self.bits} has "
-                    f"{len(patterns)} patterns (0..{len(patterns) - 1})."
-                )
-            return self.pattern
-        return patterns.index_of(self.pattern)
-
     def _driven(self, part: Any) -> Any:
         return part if self.counts is not None and part.driver is self else None
 
@@ -242,6 +190,10 @@ class DeviceEnergyCallback(Callback):
         if a := self._driven(self.counts.activity):
             a.train_batch_start(trainer, pl_module, batch_idx)
 
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        if t := self._driven(self.counts.transitions):
+            t.before_optimizer_step(trainer)
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx):
         if t := self._driven(self.counts.transitions):
             t.batch_end(trainer, outputs, batch, batch_idx)
@@ -252,9 +204,13 @@ class DeviceEnergyCallback(Callback):
         if a := self._driven(self.counts.activity):
             a.val_epoch_start(trainer, pl_module)
 
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if a := self._driven(self.counts.activity):
+            a.val_batch_start(trainer, batch_idx, dataloader_idx)
+
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if a := self._driven(self.counts.activity):
-            a.val_batch_end(batch)
+            a.val_batch_end(trainer)
 
     # --- pricing ----------------------------------------------------------------------------------------------------
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -267,6 +223,7 @@ class DeviceEnergyCallback(Callback):
             counts.record_curve(trainer)
         self._price_writes(trainer)
         self._price_reads(trainer, "train")
+        self._price_endurance(trainer)
         self._write_summary(trainer)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -283,80 +240,8 @@ class DeviceEnergyCallback(Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._price_writes(trainer)
+        self._price_endurance(trainer)
         self._write_summary(trainer)
-
-    def _chosen(self, report: PatternEnergyReport) -> int:
-        return report.best_index if self.pattern_index < 0 else self.pattern_index
-
-    def _price_writes(self, trainer: pl.Trainer) -> None:
-        for key, result in self.counts.transitions.results.items():
-            if key in self._pricing.write or result.steps == 0:
-                continue
-            counts = {name: info.counts for name, info in result.layers.items()}
-            report = write_energy_report(counts, self._energies, samples=result.samples, steps=result.steps)
-            chosen = self._chosen(report.total)
-            entry = WriteEnergy(
-                stage=key,
-                steps=result.steps,
-                samples=result.samples,
-                pattern_index=chosen,
-                pattern=self._energies.patterns[chosen].label,
-                report=report.to_record(),
-            )
-            self._pricing = replace(self._pricing, write={**self._pricing.write, key: entry})
-            at = f"{self.log_prefix}/write/{key}"
-            scalars = {f"{at}/{n}": float(r.per_pattern_j[chosen]) for n, r in report.per_layer.items()}
-            scalars[f"{at}/total"] = entry.total_j
-            scalars[f"{at}/best_pattern"] = float(report.total.best_index)
-            log_scalars(trainer, scalars)
-            rows = [[i, p.label, float(report.total.per_pattern_j[i])] for i, p in enumerate(self._energies.patterns)]
-            if len(rows) <= 1000:
-                log_wandb_table(trainer, f"{at}/patterns", ["index", "pattern", "joule_per_sample"], rows)
-
-    def _price_reads(self, trainer: pl.Trainer, stage: str) -> None:
-        history = self.counts.activity.history.get(stage, [])
-        for record in history[len(self._pricing.read.get(stage, ())) :]:  # every record is priced once, in order
-            entry, scalars = self._price_read(record)
-            read = {**self._pricing.read, stage: (*self._pricing.read.get(stage, ()), entry)}
-            compute = {**self._pricing.compute, stage: entry.compute} if entry.compute else self._pricing.compute
-            self._pricing = replace(self._pricing, read=read, compute=compute)
-            log_scalars(trainer, scalars)
-
-    def _price_read(self, record: ActivityRecord) -> tuple[ReadEnergy, dict[str, float]]:
-        if record.empty is not None:
-            return ReadEnergy(record.stage, record.epoch, empty=record.empty), {}
-        stage, inner = record.stage, record.inner_layers
-        samples = record.layers[0].samples
-        entry = ReadEnergy(stage, record.epoch, samples=samples, compute=compare_compute(record, self.cmos,
-                           first_layer=self.first_layer))  # fmt: skip
-        scalars: dict[str, float] = {}
-        if inner:
-            report = read_energy_report(
-                {r.layer: r.level_ops for r in inner},
-                self._energies,
-                samples=samples,
-                count_zero_level_reads=self.count_zero_level_reads,
-            )
-            chosen = self._chosen(report.total)
-            label = self._energies.patterns[chosen].label
-            entry = replace(entry, pattern_index=chosen, pattern=label, report=report.to_record())
-            at = f"{self.log_prefix}/read/{stage}"
-            scalars = {f"{at}/{n}": float(r.per_pattern_j[chosen]) for n, r in report.per_layer.items()}
-            scalars[f"{at}/total"] = float(report.total.per_pattern_j[chosen])
-        compute = entry.compute
-        if compute.silent_network:
-            rank_zero_warn(
-                f"{self._pricing.name}: the {stage} energy ratios of epoch {record.epoch} are not logged: the network "
-                "never fired, so they are the cost of a dead network, not a saving (flagged in the summary)."
-            )
-            return entry, scalars
-        headline = stage == "val" or not self.counts.activity.history.get("val")
-        for name, value in compute.ratios().items():
-            if value is not None:
-                scalars[f"{self.log_prefix}/{stage}/{name}"] = value
-                if headline:  # the val figures, or train ones when no val epoch was measured
-                    scalars[f"{self.log_prefix}/{name}"] = value
-        return entry, scalars
 
     # --- the run record ---------------------------------------------------------------------------------------------
     def run_summary(self) -> RunSummary:

@@ -158,15 +158,17 @@ def stages_past_max_steps(stages: Sequence[Stage], *, batches: float, max_steps:
 
 @dataclass(frozen=True)
 class TransitionSettings:
-    """What the transition count observes: the stages, one step in ``every_n_steps``, and ``trajectories``
-    followed weights per layer drawn with ``seed``. ``preset`` names a stage preset (``"paper"``, ``"all"``), whose
-    stages that cannot run in a short run are left out with a warning; explicit stages are refused instead."""
+    """What the transition count observes: the stages, one step in ``every_n_steps``, ``trajectories`` followed
+    weights per layer drawn with ``seed``, and whether it counts the writes per cell (``writes_per_cell``).
+    ``preset`` names a stage preset (``"paper"``, ``"all"``), whose stages that cannot run in a short run are left
+    out with a warning; explicit stages are refused instead."""
 
     stages: tuple[Stage, ...]
     every_n_steps: int = 1
     trajectories: int = 16
     seed: int = 0
     preset: str | None = None
+    writes_per_cell: bool = False
 
     def __post_init__(self) -> None:
         if not _is_int(self.every_n_steps) or self.every_n_steps < 1:
@@ -175,14 +177,21 @@ class TransitionSettings:
             raise ValueError(f"trajectories={self.trajectories!r} must be >= 0 (an integer; 0 follows no weight).")
         if not _is_int(self.seed):
             raise ValueError(f"seed={self.seed!r} is invalid: expected an integer.")
+        if not isinstance(self.writes_per_cell, bool):
+            raise ValueError(f"track_writes_per_cell={self.writes_per_cell!r} must be True or False.")
 
     @classmethod
     def make(
-        cls, stages: StagesArg, every_n_steps: int = 1, trajectories: int = 16, seed: int = 0
+        cls,
+        stages: StagesArg,
+        every_n_steps: int = 1,
+        trajectories: int = 16,
+        seed: int = 0,
+        writes_per_cell: bool = False,
     ) -> TransitionSettings:
         """Resolve ``stages`` (:func:`resolve_stages`) and validate the rest."""
         preset = stages if isinstance(stages, str) else None
-        return cls(resolve_stages(stages), every_n_steps, trajectories, seed, preset)
+        return cls(resolve_stages(stages), every_n_steps, trajectories, seed, preset, writes_per_cell)
 
     def to_state(self) -> dict[str, Any]:
         """Plain data for a checkpoint."""

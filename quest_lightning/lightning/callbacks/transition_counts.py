@@ -1,5 +1,20 @@
 """The transition part of the run's counts: level → level moves of every quantized layer's codes between optimizer
-steps, per stage, with the samples those steps saw, and the weights followed step by step."""
+steps, per stage, with the samples those steps saw, the weights followed step by step, and the writes per cell.
+
+**Without an extra quantizer pass.** The forward pass computes the codes anyway (``layer.codes``), so a step's
+transition is counted against the codes the next forward pass made, read just before the next optimizer step: the
+codes before step :math:`s+1` are the codes after step :math:`s`. A layer that did not run since the last step has no
+fresh codes and gets them from its weights (:meth:`~quest_lightning.nn.layers.QuantLayerMixin.current_codes`), as
+does the step no forward pass follows inside the stage: the last observed step of a stage and of an epoch, and a step
+in flight when a checkpoint is written. Per step, one comparison finds the changed weights, the histogram covers only
+those, and frozen = total − changed (:func:`~quest_lightning.metrics.transition_changes`). ``TransitionCounts.fast =
+False`` selects the reference path (codes recomputed from the weights before and after every observed step, a
+histogram over every weight), which the tests compare with.
+
+**Writes per cell** (``writes_per_cell``): an ``int32`` counter per weight, on the weights' device, adds the changed
+mask of every observed step, in the same pass. Every DDP rank holds the same weights, so it is never summed across
+ranks.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +26,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from quest_lightning.functional.grid import level_codes
+from quest_lightning.devices.endurance import count_writes, write_stats
 from quest_lightning.lightning.callbacks.base import (
     Part,
-    batch_size_of,
     compute_quietly,
     load_metric_state,
-    log_scalars,
-    log_wandb,
     metric_state,
-    world_size,
+    sum_over_ranks,
 )
 from quest_lightning.lightning.callbacks.stages import (
     Stage,
@@ -28,8 +40,9 @@ from quest_lightning.lightning.callbacks.stages import (
     stages_past_max_steps,
     unrunnable_stages,
 )
-from quest_lightning.metrics import TransitionCounter, transition_summary
-from quest_lightning.summary import LayerTransitions, TransitionStage
+from quest_lightning.lightning.callbacks.transition_log import log_stage
+from quest_lightning.metrics import TransitionCounter, transition_changes, transition_summary
+from quest_lightning.summary import LayerTransitions, LayerWrites, TransitionStage, WritesPerCell
 
 __all__ = ["TransitionCounts"]
 
@@ -42,10 +55,14 @@ class TransitionCounts(Part):
     Attributes:
         results: Finished stages, ``{stage key: TransitionStage}``.
         left_out: Preset stages that cannot run in this run, with the reason.
+        writes: ``{layer: int32 writes per cell}`` when the settings count them, else ``None``.
+        writes_record: The writes per cell as a record, updated at every stage and epoch end.
+        fast: class attribute; ``False`` selects the reference path (see the module docstring).
     """
 
     what = "transition stages"
     owner = "WeightTransitionMonitor"
+    fast = True
 
     def __init__(self, counts: Any) -> None:
         super().__init__(counts)
@@ -53,11 +70,18 @@ class TransitionCounts(Part):
         self.left_out: dict[str, str] = {}
         self.runnable: tuple[Stage, ...] | None = None
         self.indices: dict[str, Tensor] = {}
+        self.writes: dict[str, Tensor] | None = None
+        self.writes_record: WritesPerCell | None = None
+        self._write_steps = 0
+        self._steps_per_epoch = math.inf
         self._counters: dict[str, dict[str, TransitionCounter]] = {}
         self._epochs: dict[str, int] = {}
         self._samples: dict[str, int] = {}
         self._trajectories: dict[str, dict[str, list[Tensor]]] = {}
-        self._previous: dict[str, Tensor] | None = None
+        self._previous: dict[str, Tensor] | None = None  # reference path: the codes before the step in flight
+        self._window: Stage | None = None  # fast path: the stage of the batch in flight
+        self._before: tuple[dict[str, Tensor], dict[str, Tensor] | None] | None = None  # codes (and levels) before
+        self._awaiting: tuple[str, dict[str, Tensor], dict[str, Tensor] | None] | None = None  # a step's key, before
         self._seen_step: int | None = None  # the global step after the last training batch
         self._since_step = 0  # samples of the batches since the last optimizer step (gradient accumulation)
 
@@ -102,11 +126,15 @@ class TransitionCounts(Part):
             )
         self.left_out = bad
         self.runnable = tuple(st for st in s.stages if st.name not in bad)
+        self._steps_per_epoch = math.ceil(batches / self._accumulate(trainer)) if math.isfinite(batches) else math.inf
+        self.counts.note_padding(trainer, "train")
         self._seen_step = trainer.global_step  # also on a resume mid-epoch, where Lightning skips the epoch start
+        self.counts.taps.mark("step")
         self._finish_stale(trainer)
 
     def epoch_start(self, trainer: pl.Trainer) -> None:
         self._seen_step, self._since_step = trainer.global_step, 0
+        self.counts.taps.mark("step")
         self._finish_stale(trainer)
 
     def _finish_stale(self, trainer: pl.Trainer) -> None:
@@ -116,45 +144,56 @@ class TransitionCounts(Part):
         for key in stale:
             self.finish(trainer, key)
         if stale:
-            self._previous = None
+            self._previous = self._before = None
 
     def batch_start(self, trainer: pl.Trainer, batch_idx: int) -> None:
+        self.counts.open_batch(trainer, "train", batch_idx)
         if self._seen_step is None:
             self._seen_step = trainer.global_step
-        if self._active(trainer, batch_idx) is None:
+        self._window = self._active(trainer, batch_idx)
+        if self.fast:
+            return
+        if self._window is None:
             self._previous = None
         elif self._previous is None:
-            self._previous = self._codes()
+            self._previous = self._current_codes()
+
+    def before_optimizer_step(self, trainer: pl.Trainer) -> None:
+        """Fast path: the codes of this window's forward passes are the codes after the previous step (which may be
+        awaiting them) and before this one (which may be observed)."""
+        if not self.fast:
+            return
+        if self._awaiting is not None or self._window is not None:
+            now = self._forward_codes()
+            levels = self._resolve(trainer, now) if self._awaiting is not None else None
+            self._before = (now, levels) if self._window is not None else None
+        self.counts.taps.mark("step")
 
     def batch_end(self, trainer: pl.Trainer, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._since_step += batch_size_of(batch) * world_size(trainer)
+        self._since_step += self.counts.batch_samples()
         if trainer.global_step == self._seen_step:
             return  # no optimizer step on this batch (gradient accumulation): its samples join the next step
         self._seen_step = trainer.global_step
         samples, self._since_step = self._since_step, 0
         stage = self._active(trainer, batch_idx)
-        if stage is None or self._previous is None:
+        before = self._previous if not self.fast else (self._before[0] if self._before else None)
+        if stage is None or before is None:
+            self._before = None
             return
         self.counts.check_finite(trainer, outputs, batch_idx)
         key = stage.key(trainer.current_epoch)
-        counters = self._counters.setdefault(key, {})
-        trajectories = self._trajectories.setdefault(key, {})
         self._epochs[key] = trainer.current_epoch
-        current = self._codes()
-        for name, layer in self.layers:
-            now, before = current[name], self._previous[name].to(current[name].device)
-            if name not in counters:
-                counters[name] = TransitionCounter(layer.qmax)
-                trajectories[name] = [self._followed(name, before)]
-            counter = counters[name]
-            if counter.device != now.device:
-                counter.to(now.device)
-            counter.update(before, now)
-            trajectories[name].append(self._followed(name, now))
         self._samples[key] = self._samples.get(key, 0) + samples
         batches = trainer.num_training_batches
         last_batch = batch_idx + 1 >= stage.last or batch_idx + 1 >= batches
-        self._previous = current if self.settings.every_n_steps == 1 and not last_batch else None
+        if self.fast:
+            self._awaiting, self._before = (key, before, self._before[1]), None  # type: ignore[index]
+            if last_batch:  # no forward pass follows inside the stage: codes from the weights
+                self._resolve(trainer, self._current_codes())
+        else:
+            current = self._current_codes()
+            self._count(key, before, current, None)
+            self._previous = current if self.settings.every_n_steps == 1 and not last_batch else None
         if last_batch:
             note = None
             if math.isfinite(stage.last) and stage.last > batches:
@@ -163,9 +202,12 @@ class TransitionCounts(Part):
             self.finish(trainer, key, note)
 
     def epoch_end(self, trainer: pl.Trainer) -> None:
+        if self._awaiting is not None:
+            self._resolve(trainer, self._current_codes())
         for key in list(self._counters):
             self.finish(trainer, key)  # stages cut short by the end of the epoch (e.g. max_steps)
-        self._previous = None
+        self._previous = self._before = None
+        self._update_writes_record(trainer)
 
     # ----------------------------------------------------------------------------------------------------------------
     def _accumulate(self, trainer: pl.Trainer) -> int:
@@ -184,18 +226,78 @@ class TransitionCounts(Part):
                 return stage
         return None
 
-    def _codes(self) -> dict[str, Tensor]:
+    def _current_codes(self) -> dict[str, Tensor]:
+        """The codes of the weights as they are now (a quantizer pass)."""
         return {name: layer.current_codes() for name, layer in self.layers}
+
+    def _forward_codes(self) -> dict[str, Tensor]:
+        """The codes of the last forward pass of every layer that ran since the last step; the others' from their
+        weights (unchanged since the last step)."""
+        taps = self.counts.taps
+        return {name: layer.codes if taps.ran(name, "step") else layer.current_codes() for name, layer in self.layers}
 
     def _followed(self, name: str, codes: Tensor) -> Tensor:
         return codes.flatten()[self.indices[name].to(codes.device)]
 
+    def _resolve(self, trainer: pl.Trainer, after: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Count the awaiting step's transition into ``after``; the levels after it (for the next step's)."""
+        key, before, levels = self._awaiting  # type: ignore[misc]
+        self._awaiting = None
+        return self._count(key, before, after, levels)
+
+    def _count(
+        self, key: str, before: dict[str, Tensor], after: dict[str, Tensor], levels: dict[str, Tensor] | None
+    ) -> dict[str, Tensor]:
+        counters = self._counters.setdefault(key, {})
+        trajectories = self._trajectories.setdefault(key, {})
+        out = {}
+        if self.settings.writes_per_cell and self.writes is None:
+            self.writes = {n: torch.zeros(c.shape, dtype=torch.int32, device=c.device) for n, c in after.items()}
+        for name, layer in self.layers:
+            now, was = after[name], before[name].to(after[name].device)
+            if name not in counters:
+                counters[name] = TransitionCounter(layer.qmax)
+                trajectories[name] = [self._followed(name, was)]
+            counter = counters[name]
+            if counter.device != now.device:
+                counter.to(now.device)
+            if self.fast:
+                step = transition_changes(was, now, layer.qmax, None if levels is None else levels.get(name))
+                counter.add(step.counts)
+                out[name] = step.levels
+                if self.writes is not None:
+                    step.add_writes(self.writes[name])
+            else:
+                counter.update(was, now)
+                if self.writes is not None:
+                    count_writes(was, now, self.writes[name])
+            trajectories[name].append(self._followed(name, now))
+        self._write_steps += 1
+        return out
+
+    def _update_writes_record(self, trainer: pl.Trainer) -> None:
+        if self.writes is None:
+            return
+        per_epoch = self._steps_per_epoch
+        self.writes_record = WritesPerCell(
+            step=trainer.global_step,
+            steps=self._write_steps,
+            epochs=self._write_steps / per_epoch if math.isfinite(per_epoch) else None,
+            layers={n: LayerWrites(**write_stats(w).to_dict()) for n, w in self.writes.items()},
+        )
+
     def finish(self, trainer: pl.Trainer, key: str, note: str | None = None) -> TransitionStage | None:
-        """Close stage ``key``: its :class:`~quest_lightning.summary.TransitionStage`, logged (once)."""
+        """Close stage ``key``: its :class:`~quest_lightning.summary.TransitionStage`, logged (once). A collective
+        under DDP (the samples are summed over the ranks).
+
+        Raises:
+            DegenerateRunError: A counted step was not finite (see :mod:`~quest_lightning.lightning.callbacks.guard`).
+        """
+        self.counts.guard.check(trainer)
         counters = self._counters.pop(key, None)
         epoch = self._epochs.pop(key, trainer.current_epoch)
         trajectories = self._trajectories.pop(key, {})
-        samples = self._samples.pop(key, 0)
+        (samples,) = sum_over_ranks(trainer, [self._samples.pop(key, 0)])
         if not counters:
             return None
         layers = {}
@@ -212,47 +314,16 @@ class TransitionCounts(Part):
         steps = max(info.steps for info in layers.values())
         result = TransitionStage(stage=key, epoch=epoch, steps=steps, samples=samples, layers=layers, note=note)
         self.results[key] = result
-        self._log(trainer, result)
+        self._update_writes_record(trainer)
+        log_stage(trainer, result)
         return result
-
-    def _log(self, trainer: pl.Trainer, result: TransitionStage) -> None:
-        scalars = {}
-        for name, info in result.layers.items():
-            for stat, value in info.fractions().items():
-                if value is not None:
-                    scalars[f"transitions/{result.stage}/{name}/{stat}"] = value
-        log_scalars(trainer, scalars)
-        try:
-            import wandb
-        except ImportError:  # pragma: no cover - wandb is a dependency
-            return
-        payload: dict[str, Any] = {}
-        key = result.stage
-        for name, info in result.layers.items():
-            codes = list(level_codes(info.qmax))
-            pairs = [(i, j) for i in range(len(codes)) for j in range(len(codes)) if i != j]
-            data = [[f"{codes[i]:+d}→{codes[j]:+d}", info.counts[i][j]] for i, j in pairs]
-            table = wandb.Table(data=data, columns=["transition", "count"])
-            payload[f"transitions/{key}/{name}/histogram"] = wandb.plot.bar(
-                table, "transition", "count", title=f"{name} transitions ({key})"
-            )
-            if info.trajectory:
-                payload[f"transitions/{key}/{name}/trajectories"] = wandb.plot.line_series(
-                    xs=list(range(len(info.trajectory[0]))),
-                    ys=[list(t) for t in info.trajectory],
-                    keys=[f"w{i}" for i in range(len(info.trajectory))],
-                    title=f"{name} weight codes ({key})",
-                    xname="step in stage",
-                )
-        if payload:
-            log_wandb(trainer, payload)
 
     # --- checkpoint -------------------------------------------------------------------------------------------------
     @staticmethod
     def initial_state(settings: TransitionSettings) -> dict[str, Any]:
         """The state of a count that has seen nothing (what a callback saves before ``setup``)."""
         empty: dict[str, Any] = {"results": {}, "counters": {}, "epochs": {}, "samples": {}, "trajectories": {}}
-        return {"settings": settings.to_state(), "since_step": 0, "previous": None, **empty}
+        return {"settings": settings.to_state(), "since_step": 0, "previous": None, "writes": None, **empty}
 
     @staticmethod
     def check_state(state: dict[str, Any], settings: TransitionSettings) -> None:
@@ -270,15 +341,28 @@ class TransitionCounts(Part):
             )
 
     def state_dict(self) -> dict[str, Any]:
+        """The counts in flight (a collective under DDP: the samples are summed over the ranks). A step awaiting the
+        next forward pass's codes is counted now, from the weights."""
+        if self._awaiting is not None:
+            key = self._awaiting[0]
+            after = self._current_codes()
+            self._resolve(self.counts.trainer, after)  # type: ignore[arg-type]
+            stage = next((s for s in self.runnable or self.settings.stages if s.key(self._epochs[key]) == key), None)
+            chained = stage is not None and self.settings.every_n_steps == 1
+            self._previous = after if chained else None
+        keys = list(self._samples)
+        samples = dict(zip(keys, sum_over_ranks(self.counts.trainer, [self._samples[k] for k in keys]), strict=True))
         return {
             "settings": self.settings.to_state(),
             "results": {k: r.to_dict() for k, r in self.results.items()},
             "counters": {k: {n: metric_state(c) for n, c in v.items()} for k, v in self._counters.items()},
             "epochs": dict(self._epochs),
-            "samples": dict(self._samples),
+            "samples": samples,
             "since_step": self._since_step,
             "previous": None if self._previous is None else {n: c.cpu() for n, c in self._previous.items()},
             "trajectories": {k: {n: [t.cpu() for t in v] for n, v in d.items()} for k, d in self._trajectories.items()},
+            "writes": None if self.writes is None else {n: w.cpu() for n, w in self.writes.items()},
+            "write_steps": self._write_steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -290,7 +374,12 @@ class TransitionCounts(Part):
             for key, layers in state["counters"].items()
         }
         self._epochs = dict(state["epochs"])
-        self._samples = dict(state["samples"])
-        self._since_step = int(state["since_step"])
+        self._samples = {k: v if self.rank == 0 else 0 for k, v in state["samples"].items()}  # counted once
+        self._since_step = int(state["since_step"]) if self.rank == 0 else 0
         self._previous = state["previous"]
         self._trajectories = {k: {n: list(v) for n, v in d.items()} for k, d in state["trajectories"].items()}
+        writes = state.get("writes")
+        if self.settings.writes_per_cell and writes is not None:
+            device = self.layers[0][1].weight.device if self.layers else None
+            self.writes = {n: w.to(device=device, dtype=torch.int32) for n, w in writes.items()}
+            self._write_steps = int(state.get("write_steps", 0))

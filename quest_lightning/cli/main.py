@@ -22,7 +22,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from quest_lightning.launch import launch_script, num_processes, trainer_kwargs_from_launcher_env
+from quest_lightning.cli.launch import (
+    LAUNCHER_ENV_VARS,
+    launch_script,
+    num_processes,
+    trainer_kwargs_from_launcher_env,
+)
 
 __all__ = ["find_sdk_cli", "lightning_main", "main", "trainer_kwargs_from_launcher_env"]
 
@@ -104,7 +109,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         usage="%(prog)s [LAUNCHER OPTIONS] SCRIPT [SCRIPT ARGS ...]",
         description=(
             "Run a training script with the launcher of `fabric run`. LT_* environment variables carry the options "
-            "to the script (a Trainer reads them via quest_lightning.launch.trainer_kwargs_from_launcher_env). One "
+            "to the script (a Trainer reads them via quest_lightning.cli.launch.trainer_kwargs_from_launcher_env). One "
             "process on one node runs in this interpreter; more go through torchrun. Arguments after SCRIPT are "
             "passed to the script unchanged."
         ),
@@ -175,7 +180,14 @@ def _run_command(tokens: Sequence[str], prog: str) -> int:
         main_address=ns.main_address,
         main_port=ns.main_port,
         precision=ns.precision,
+        explicit=_given_settings(options),
     )
+
+
+def _given_settings(options: Sequence[str]) -> list[str]:
+    """The Trainer settings (``devices``, ``num_nodes``, ...) named by the launcher option tokens."""
+    names = (token.split("=", 1)[0].lstrip("-").replace("-", "_") for token in options if token.startswith("--"))
+    return sorted({name for name in names if name in LAUNCHER_ENV_VARS})
 
 
 def find_sdk_cli() -> Callable[[], Any] | None:
@@ -238,7 +250,7 @@ def lightning_main(argv: Sequence[str] | None = None) -> int:
     return _delegate_to_sdk(argv)
 
 
-def _report_command(run_dir: str, out_dir: str | None) -> int:
+def _report_command(run_dir: str, out_dir: str | None, force: bool = False) -> int:
     try:
         from quest_lightning.report import build_report
     except ImportError as err:
@@ -249,8 +261,8 @@ def _report_command(run_dir: str, out_dir: str | None) -> int:
         )
         return 1
     try:
-        result = build_report(run_dir, out_dir=out_dir)
-    except FileNotFoundError as err:
+        result = build_report(run_dir, out_dir=out_dir, **({"force": True} if force else {}))
+    except (FileNotFoundError, FileExistsError) as err:  # no summary; an --out-dir that is not ours
         print(f"quest-lightning report: {err}", file=sys.stderr)
         return 1
     print(result)
@@ -262,7 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Subcommands:
         ``run [LAUNCHER OPTIONS] SCRIPT [ARGS]``: launch a training script (options as for ``fabric run``).
-        ``report RUN_DIR [--out-dir DIR]``: build the report of a finished run.
+        ``export CHECKPOINT|RUN_DIR --out DIR``: write a deployment bundle (:mod:`quest_lightning.deploy`).
+        ``report RUN_DIR [--out-dir DIR] [--force]``: build the report of a finished run.
+        ``doctor [--fix] [--bin-dir DIR]``: check that ``lightning`` is still ours (lightning-sdk replaces it).
 
     Args:
         argv: arguments without the program name; defaults to ``sys.argv[1:]``.
@@ -275,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":
         return _run_command(argv[1:], prog="quest-lightning run")
+    if argv and argv[0] == "export":  # its own parser, imported only when asked for (it loads torch)
+        from quest_lightning.deploy.command import export_command
+
+        return export_command(argv[1:])
     parser = argparse.ArgumentParser(
         prog="quest-lightning", description="Quantized, energy-aware SNN training with PyTorch Lightning."
     )
@@ -285,15 +303,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run a training script: run [--accelerator A] [--devices N] [--num-nodes N] [--precision P] "
         "[--strategy S] SCRIPT [ARGS] (see `quest-lightning run --help`)",
     )
+    sub.add_parser(
+        "export",
+        help="write a deployment bundle (integer codes, thresholds, programming map): export CHECKPOINT|RUN_DIR "
+        "--out DIR (see `quest-lightning export --help`)",
+    )
     report = sub.add_parser("report", help="build the report of a finished run", description="Build a run report.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="folder of the run")
-    report.add_argument("--out-dir", "--out_dir", dest="out_dir", default=None, help="where to write the report")
+    report.add_argument(
+        "--out-dir",
+        "--out_dir",
+        dest="out_dir",
+        default=None,
+        help="where to write the report (default RUN_DIR/report); a non-empty folder that holds no earlier report "
+        "is refused unless --force",
+    )
+    report.add_argument(
+        "--force", action="store_true", help="write into a non-empty --out-dir, replacing same-named files"
+    )
+    doctor = sub.add_parser(
+        "doctor",
+        help="check that the `lightning` command is quest-lightning's (lightning-sdk replaces it); --fix restores it",
+        description="Check the installation's `lightning` command and restore it with --fix.",
+    )
+    doctor.add_argument("--fix", action="store_true", help="restore quest-lightning's `lightning` script")
+    doctor.add_argument(
+        "--bin-dir", dest="bin_dir", default=None, help="folder of the console scripts (default: this environment's)"
+    )
     try:
         ns = parser.parse_args(argv)
     except SystemExit as err:
         return _exit_code(err)
     if ns.command == "report":
-        return _report_command(ns.run_dir, ns.out_dir)
+        return _report_command(ns.run_dir, ns.out_dir, ns.force)
+    if ns.command == "doctor":
+        from quest_lightning.cli.doctor import doctor as run_doctor
+
+        return run_doctor(ns.bin_dir, fix=ns.fix)
     parser.print_help(sys.stderr)
     return 2
 

@@ -1,4 +1,4 @@
-"""What :func:`~quest_lightning.nn.convert.quantize` converts into what, and the report it gives.
+"""What :func:`~quest_lightning.convert.converter.quantize` converts into what, and the report it gives.
 
 * :func:`library_classes` and :func:`is_library_neuron`: the snnTorch and SpikingJelly classes it knows;
 * :func:`layer_for` and :func:`adapter_for`: one module's replacement, configured like the original;
@@ -23,7 +23,7 @@ from quest_lightning.nn.layers import QuantConv1d, QuantConv2d, QuantLayerMixin,
 from quest_lightning.nn.neurons import QuantIFNode, QuantLeaky, QuantLIFNode, QuantNeuron, QuantParametricLIFNode
 
 if TYPE_CHECKING:
-    from quest_lightning.nn.convert import _Plan
+    from quest_lightning.convert.converter import _Plan
 
 
 @cache
@@ -123,8 +123,8 @@ class ConversionRow:
 
 @dataclass(frozen=True)
 class ConversionReport:
-    """The result of :func:`~quest_lightning.nn.convert.quantize`: one row per layer, neuron and BatchNorm, in module
-    order. ``str(report)`` is the table ``quantize`` prints."""
+    """The result of :func:`~quest_lightning.convert.converter.quantize`: one row per layer, neuron and BatchNorm,
+    in module order. ``str(report)`` is the table ``quantize`` prints."""
 
     rows: tuple[ConversionRow, ...]
 

@@ -12,7 +12,7 @@ One call converts the model in place and returns it:
 
 Nothing is changed unless everything can be: an unsupported neuron, a neuron with no (or an ambiguous) feeding
 layer, or a device that cannot hold the result raises ``ValueError`` naming the module path, and leaves the model
-as it was. The result is described by a :class:`~quest_lightning.nn.conversion.ConversionReport`.
+as it was. The result is described by a :class:`~quest_lightning.convert.conversion.ConversionReport`.
 """
 
 from __future__ import annotations
@@ -27,15 +27,17 @@ from spikingjelly.activation_based.functional import invalidate_reset_cache
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from quest_lightning.functional.grid import check_bits
-from quest_lightning.functional.quantize import Transform, check_transform
-from quest_lightning.nn.conversion import (
+from quest_lightning.convert.conversion import (
     ConversionReport,
     adapter_for,
     is_library_neuron,
     layer_for,
     library_classes,
 )
+from quest_lightning.devices.capability import check_model
+from quest_lightning.devices.io import resolve_device
+from quest_lightning.functional.grid import check_bits
+from quest_lightning.functional.quantize import Transform, check_transform
 from quest_lightning.nn.dataflow import Dataflow, Role, sequential_dataflow, trace_dataflow
 from quest_lightning.nn.fold import fold_problem
 from quest_lightning.nn.layers import QuantLayerMixin
@@ -345,10 +347,6 @@ def _swap(model: nn.Module, new_for: dict[nn.Module, nn.Module]) -> list[tuple[n
 
 
 def _check_device(model: nn.Module, device: DeviceCapability | str) -> None:
-    # devices/ sits above nn/: imported only when a device is given, so importing nn never imports devices
-    from quest_lightning.devices.capability import check_model
-    from quest_lightning.devices.io import resolve_device
-
     check_model(model, resolve_device(device) if isinstance(device, str) else device)
 
 

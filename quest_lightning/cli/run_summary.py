@@ -1,88 +1,34 @@
-"""``QuestLightningCLI``: the LightningCLI behind the recipes, with the end-of-fit summary.
-
-* With no arguments it runs ``fit`` with the recipe's default config (the paper's setup).
-* The Trainer picks up the device count set by a launcher (``lightning run``/``quest-lightning run``/``fabric run``).
-* After ``fit`` it tests the final model and prints a summary: test accuracy, mean spike rate, AOR, best R-S pattern,
-  energy per sample, the ratios against CMOS, where the W&B run and the report are, and the ``wandb sync`` line.
-"""
+"""The end-of-fit summary of a recipe run: test accuracy, activity, device and compute energy, and where the run's
+files are (summary JSON, HTML report, W&B run and the ``wandb sync`` line)."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-from quest_lightning.launch import trainer_kwargs_from_launcher_env
 from quest_lightning.lightning.callbacks import AORMeter, DeviceEnergyCallback
-from quest_lightning.lightning.data import CIFAR10DataModule
-from quest_lightning.lightning.vgg_module import QuestVGG
+from quest_lightning.report.plots import format_joules
+
+__all__ = ["find_callback", "print_summary", "run_summary"]
 
 
-def _si(joules: float) -> str:
-    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12), ("fJ", 1e-15)):
-        if abs(joules) >= scale:
-            return f"{joules / scale:.3g} {unit}"
-    return f"{joules:.3g} J"
-
-
-class QuestLightningCLI(LightningCLI):
-    """LightningCLI for :class:`QuestVGG` on :class:`CIFAR10DataModule` (both overridable with ``--model``/``--data``
-    class paths), with recipe defaults and the end-of-fit summary."""
-
-    def __init__(self, default_config: str | os.PathLike | None = None, args: Sequence[str] | None = None, **kwargs):
-        given = sys.argv[1:] if args is None else list(args)
-        if not given and default_config is not None:
-            args = ["fit", "--config", str(default_config)]  # no arguments: the recipe's default run
-        os.environ.setdefault("WANDB_X_DISABLE_STATS", "true")
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        defaults = dict(kwargs.pop("trainer_defaults", {}) or {})
-        defaults.update(trainer_kwargs_from_launcher_env())
-        super().__init__(QuestVGG, CIFAR10DataModule, args=args, trainer_defaults=defaults, **kwargs)
-
-    def after_fit(self) -> None:
-        trainer = self.trainer
-        if trainer.interrupted:
-            return
-        results = trainer.test(self.model, datamodule=self.datamodule, verbose=False)
-        if trainer.is_global_zero:
-            report = _build_report(trainer)
-            print_summary(trainer, results[0] if results else {}, report)
-
-
-def _build_report(trainer) -> str | None:
-    energy = _find(trainer, DeviceEnergyCallback)
-    path = getattr(energy, "summary_path", None)
-    if path is None:
-        return None
-    from quest_lightning.report import build_report
-
-    html = build_report(Path(path).parent)
-    for logger in trainer.loggers:  # W&B gets the report's charts too
-        if isinstance(logger, WandbLogger):
-            for png in sorted(html.parent.glob("*.png")):
-                logger.log_image(key=f"report/{png.stem}", images=[str(png)])
-    return str(html)
-
-
-def _find(trainer, cls):
+def find_callback(trainer, cls):
+    """The first callback of ``trainer`` that is a ``cls``, or None."""
     return next((c for c in trainer.callbacks if isinstance(c, cls)), None)
 
 
 def run_summary(trainer, test_metrics: dict[str, Any]) -> dict[str, Any]:
     """The end-of-fit figures as a flat dict (what :func:`print_summary` shows)."""
     out: dict[str, Any] = {"test_acc": test_metrics.get("test/acc")}
-    meter = _find(trainer, AORMeter)
+    meter = find_callback(trainer, AORMeter)
     if meter is not None:
         record = meter.latest("val") or meter.latest("train")
         if record:
             out.update(spike_rate_mean=record["spike_rate_mean"], aor_mean=record["aor_mean"])
             out["sparsity_mean"] = record["sparsity_mean"]
-    energy = _find(trainer, DeviceEnergyCallback)
+    energy = find_callback(trainer, DeviceEnergyCallback)
     if energy is not None:
         compute = energy.summary["compute"].get("val") or energy.summary["compute"].get("train")
         if compute:
@@ -130,10 +76,10 @@ def print_summary(trainer, test_metrics: dict[str, Any], report: str | None = No
     row("mean weight sparsity", s.get("sparsity_mean"), lambda v: f"{100 * v:.1f} %")
     row("device", s.get("device"))
     row("best R-S pattern (writes)", s.get("best_pattern"))
-    row("device write energy per sample", s.get("write_j"), _si)
-    row("device read energy per sample", s.get("read_j"), _si)
-    row("compute energy per sample (QUEST, AOR)", s.get("quest_j"), _si)
-    row("compute energy per sample (CMOS ANN)", s.get("ann_j"), _si)
+    row("device write energy per sample", s.get("write_j"), format_joules)
+    row("device read energy per sample", s.get("read_j"), format_joules)
+    row("compute energy per sample (QUEST, AOR)", s.get("quest_j"), format_joules)
+    row("compute energy per sample (CMOS ANN)", s.get("ann_j"), format_joules)
     row("ANN / QUEST", s.get("ann_over_quest"), lambda v: f"{v:.2f}×")
     row("DIET-SNN / QUEST", s.get("diet_over_quest"), lambda v: f"{v:.2f}×")
     row("first-layer convention", s.get("convention"))

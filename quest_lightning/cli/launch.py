@@ -6,6 +6,11 @@ does not, so a recipe should build its Trainer with :func:`trainer_kwargs_from_l
 
     trainer = L.Trainer(max_epochs=10, **trainer_kwargs_from_launcher_env())
 
+Which setting wins when a script's own config names one too (:func:`launcher_overrides`): an option given to the
+launcher on its command line (``--devices 2``) wins; an option the launcher only defaulted does not. In a launch
+that started several processes, the device and node counts always come from the launcher, since the processes
+already exist and the Trainer must join them.
+
 This module is light on purpose (no torch import at module level) so that recipes and the CLI start quickly.
 """
 
@@ -20,7 +25,14 @@ from argparse import Namespace
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["LAUNCHER_ENV_VARS", "launch_script", "num_processes", "trainer_kwargs_from_launcher_env"]
+__all__ = [
+    "EXPLICIT_OPTIONS_VAR",
+    "LAUNCHER_ENV_VARS",
+    "launch_script",
+    "launcher_overrides",
+    "num_processes",
+    "trainer_kwargs_from_launcher_env",
+]
 
 LAUNCHER_ENV_VARS: dict[str, str] = {
     "accelerator": "LT_ACCELERATOR",
@@ -30,6 +42,9 @@ LAUNCHER_ENV_VARS: dict[str, str] = {
     "strategy": "LT_STRATEGY",
 }
 """Trainer argument → environment variable set by ``fabric run`` and by our launcher."""
+EXPLICIT_OPTIONS_VAR = "QUEST_LAUNCHER_OPTIONS"
+"""Set by our launcher: the Trainer arguments (comma-separated keys of :data:`LAUNCHER_ENV_VARS`) that were given on
+its command line rather than defaulted."""
 
 _INT = re.compile(r"^-?\d+$")
 
@@ -78,6 +93,34 @@ def trainer_kwargs_from_launcher_env(environ: Mapping[str, str] | None = None) -
     return kwargs
 
 
+def launcher_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Trainer arguments a launcher decides, which must win over the script's config.
+
+    These are the options given on the launcher's command line (listed in :data:`EXPLICIT_OPTIONS_VAR` by
+    ``quest-lightning run`` / ``lightning run``) and, when the script runs as one of several processes that a
+    launcher started (``WORLD_SIZE`` > 1, e.g. under ``fabric run --devices 2``), ``devices`` and ``num_nodes``:
+    those processes already exist, so a config that asks for another count would start unrelated trainings.
+
+    Args:
+        environ: mapping to read instead of :data:`os.environ`.
+
+    Returns:
+        A subset of :func:`trainer_kwargs_from_launcher_env`.
+
+    Example:
+        >>> launcher_overrides({"LT_DEVICES": "2", "LT_NUM_NODES": "1", "QUEST_LAUNCHER_OPTIONS": "devices"})
+        {'devices': 2}
+        >>> launcher_overrides({"LT_DEVICES": "2", "LT_NUM_NODES": "1", "WORLD_SIZE": "2"})
+        {'devices': 2, 'num_nodes': 1}
+    """
+    env = os.environ if environ is None else environ
+    given = trainer_kwargs_from_launcher_env(env)
+    wins = {key for key in env.get(EXPLICIT_OPTIONS_VAR, "").split(",") if key}
+    if _INT.match(env.get("WORLD_SIZE", "").strip()) and int(env["WORLD_SIZE"]) > 1:
+        wins |= {"devices", "num_nodes"}
+    return {key: value for key, value in given.items() if key in wins}
+
+
 def num_processes(accelerator: str | None, devices: str, strategy: str | None = None) -> int:
     """Number of processes the launcher starts on this node, with the rules of ``fabric run``.
 
@@ -121,6 +164,7 @@ def launch_script(
     main_address: str = "127.0.0.1",
     main_port: int = 29400,
     precision: str | None = None,
+    explicit: Sequence[str] = (),
 ) -> int:
     """Runs a script with ``fabric run`` semantics.
 
@@ -140,6 +184,8 @@ def launch_script(
         main_address: address of the machine with node rank 0.
         main_port: port of the rendezvous on the main machine.
         precision: precision setting (``LT_PRECISION``).
+        explicit: the Trainer arguments (keys of :data:`LAUNCHER_ENV_VARS`) given on the launcher's command line;
+            they win over the script's config (:func:`launcher_overrides`).
 
     Returns:
         Exit status: 0 on success, 1 if a torchrun worker failed. A ``SystemExit`` raised by an in-process script
@@ -159,6 +205,10 @@ def launch_script(
         precision=precision,
     )
     nproc = num_processes(accelerator, args.devices, strategy)
+    unknown = sorted(set(explicit) - set(LAUNCHER_ENV_VARS))
+    if unknown:
+        raise ValueError(f"explicit={unknown} are not launcher settings: use keys of {sorted(LAUNCHER_ENV_VARS)}")
+    os.environ[EXPLICIT_OPTIONS_VAR] = ",".join(explicit)  # torchrun's workers inherit the environment
     if nproc == 1 and args.num_nodes == 1:
         fabric_cli._set_env_variables(args)
         _run_in_process(script, script_args)

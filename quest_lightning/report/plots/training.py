@@ -1,0 +1,60 @@
+"""Training curves from Lightning's ``metrics.csv``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from quest_lightning.report.plots.common import COLORS, finite_values, new_figure
+
+_CALLBACK_PREFIXES = ("aor/", "sparsity/", "spike_rate/", "energy/", "transitions/")
+
+
+def training_columns(rows: Sequence[Mapping[str, float | None]]) -> dict[str, list[str]]:
+    """The logged model metrics of ``metrics.csv`` grouped by name: ``{"loss": ["train/loss", "val/loss"], ...}``.
+
+    The callbacks' own keys (``aor/``, ``energy/`` ...) and ``epoch``/``step`` are left out; ``_step``/``_epoch``
+    suffixes are grouped with their metric.
+    """
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    groups: dict[str, list[str]] = {}
+    for col in columns:
+        if col in ("epoch", "step") or col.startswith(_CALLBACK_PREFIXES):
+            continue
+        if not any(finite_values([r.get(col)]) for r in rows):
+            continue
+        metric = col.rsplit("/", 1)[-1]
+        for suffix in ("_step", "_epoch"):
+            if metric.endswith(suffix):
+                metric = metric[: -len(suffix)]
+        groups.setdefault(metric, []).append(col)
+    return groups
+
+
+def training_figure(rows: Sequence[Mapping[str, float | None]], max_panels: int = 4) -> Figure | None:
+    """Loss, accuracy and the other metrics the module logged, over the global step, one panel per metric."""
+    groups = training_columns(rows)
+    if not groups:
+        return None
+    groups = dict(list(groups.items())[:max_panels])
+    fig = new_figure(len(groups), width=4.4)
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    use_step = all(finite_values([r.get("step")]) for r in rows)
+    for ax, (metric, cols) in zip(axes, groups.items(), strict=True):
+        for k, col in enumerate(cols):
+            pts = [
+                (float(r["step"]) if use_step else float(i), float(r[col]))
+                for i, r in enumerate(rows)
+                if finite_values([r.get(col)])
+            ]
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, markersize=4, color=COLORS[k], label=col)
+        ax.set_title(metric)
+        ax.set_xlabel("global step" if use_step else "row")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle("Training metrics (metrics.csv)")
+    return fig
