@@ -155,6 +155,37 @@ def test_spike_test_is_exact(values, binary, dtype):
         assert xi.tolist() == [int(v) for v in values]
 
 
+def test_the_hysteresis_quantizer_keeps_the_product_exact():
+    """With write-aware hysteresis the codes are the held ones; the integer product is still theirs, exactly, and the
+    gradients are still the float layer's."""
+    from quest_lightning.energy.aware import set_hysteresis
+
+    grads = []
+    for integer in (True, False):
+        layer, x = _layer("conv2d-2bit")
+        set_hysteresis(layer, 0.3)
+        layer.integer_products = integer
+        with torch.no_grad():
+            layer(x)
+            layer.weight.add_(torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(2)) * 0.05)
+        x.requires_grad_(True)
+        y = layer(x)
+        assert _integer(y) is integer
+        if integer:
+            assert torch.equal(y, _exact(layer, x))
+            assert not torch.equal(layer.codes, _plain_codes(layer))  # the held codes, not the plain MINT ones
+        (y * torch.randn(y.shape, generator=torch.Generator().manual_seed(7))).sum().backward()
+        grads.append((x.grad, layer.weight.grad, layer.alpha.grad))
+    for ours, floats in zip(*grads, strict=True):
+        assert torch.equal(ours, floats)
+
+
+def _plain_codes(layer):
+    from quest_lightning.functional.quantize import mint_codes
+
+    return mint_codes(layer.weight, layer.alpha, layer.bits, layer.transform)
+
+
 @pytest.mark.parametrize("bad", [0.5, 2.0, -1.0, float("nan")])
 def test_input_that_is_not_spikes_gives_nan_not_a_wrong_number(bad):
     layer, x = _layer("conv2d-2bit")
