@@ -102,7 +102,7 @@ class SpikingBlock(nn.Module):
             return torch.stack(spikes)
         if memory:
             neuron.reset()
-        if getattr(neuron, "step_mode", "m") == "s":  # a single-step SpikingJelly neuron: one call per step
+        if neuron.called_per_step:  # a single-step SpikingJelly neuron: one call per step
             out = torch.stack([neuron(y_t) for y_t in y.unbind(0)])
         else:  # multi-step: one call on the sequence (SpikingJelly's step_mode="m", a registered back-end's neuron)
             out = neuron(y)
