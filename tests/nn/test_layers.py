@@ -155,7 +155,7 @@ def test_recording_counts_inputs(kind, expanded):
 def test_recording_is_exact_across_row_blocks():
     """The float64 sums run block by block over the rows: spike counts over many blocks, and one beyond float32's
     exact integers, are exact, and so is the count of non-binary elements (against int64 recounts)."""
-    from quest_lightning.nn.layers import _SUM_BLOCK
+    from quest_lightning.nn.layer_input import _SUM_BLOCK
 
     layer = QuantLinear(2, 3, bits=2)
     layer.record = True
