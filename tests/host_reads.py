@@ -10,7 +10,7 @@ def no_host_reads():
     """Make ``item``, ``tolist``, ``bool``, ``int``, ``float`` and ``index`` of any tensor raise ``AssertionError``."""
 
     def refuse(self, *args, **kwargs):
-        raise AssertionError("a tensor was read on the host in the forward pass")
+        raise AssertionError("a tensor was read on the host")
 
     names = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__")
     saved = {n: getattr(Tensor, n) for n in names}
