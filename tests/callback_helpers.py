@@ -1,11 +1,9 @@
 """Helpers of the callback tests, shared by their folders: the weight codes captured around every training batch by
-the MINT formula written out (not the library's), and a guard that refuses every read of a tensor on the host."""
-
-import contextlib
+the MINT formula written out (not the library's). The guard that refuses every read of a tensor on the host is in
+``host_reads``."""
 
 import lightning.pytorch as pl
 import torch
-from torch import Tensor
 
 from quest_lightning.nn import QuantLayerMixin
 
@@ -37,21 +35,3 @@ class CodeSnapshots(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.after[(trainer.current_epoch, batch_idx + 1)] = self._codes(pl_module)
-
-
-@contextlib.contextmanager
-def no_host_reads():
-    """Make every tensor-to-Python conversion (the host synchronisations of a GPU) raise inside the block."""
-
-    def refuse(self, *args, **kwargs):
-        raise AssertionError("a tensor was read on the host")
-
-    names = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__")
-    saved = {n: getattr(Tensor, n) for n in names}
-    try:
-        for n in names:
-            setattr(Tensor, n, refuse)
-        yield
-    finally:
-        for n, f in saved.items():
-            setattr(Tensor, n, f)

@@ -295,27 +295,45 @@ def plan(model: nn.Module, *, input_spikes: bool = False) -> list[PlannedStage]:
 
 
 def model_spikes(model: nn.Module, x_seq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """``(output, spikes per neuron)`` of ``model`` on ``x_seq`` (``[T, B, ...]``), in inference mode; the spikes are
-    those its neurons emit in its own forward pass (each neuron's multi-step scan is wrapped for the call)."""
+    """``(output, spikes per neuron)`` of ``model`` on ``x_seq`` (``[T, B, ...]``), in inference mode.
+
+    The spikes are what its neurons return in its own forward pass, read by a forward hook on each neuron module:
+    ``[T, B, ...]`` from a multi-step neuron's one call, or a single-step neuron's calls
+    (:attr:`~quest_lightning.nn.neurons.base.QuantNeuron.called_per_step`) stacked over time.
+
+    Raises:
+        ValueError: A neuron was not called as a module exactly once on the sequence (or once per time step), so its
+            spikes cannot be read from its calls (a network that calls ``neuron.multi_step`` itself bypasses the
+            hooks: call the module, ``neuron(x)``).
+    """
     from quest_lightning.nn.inspect import spiking_neurons
 
     net = unwrap(model)
-    store: dict[str, Tensor] = {}
     neurons = spiking_neurons(net)
-    for name, neuron in neurons:  # every multi-step path of a neuron goes through its scan
+    calls: dict[str, list[Tensor]] = {name: [] for name, _ in neurons}
 
-        def wrapped(x: Tensor, u0: Tensor | None, return_membrane: str, _name: str = name, _orig=neuron._scan):
-            out = _orig(x, u0, return_membrane)
-            store[_name] = out[0].detach()
-            return out
+    def keep(name: str):  # a forward hook appending the spikes (snnTorch's Leaky returns (spk, mem))
+        return lambda module, args, out: calls[name].append((out[0] if isinstance(out, tuple) else out).detach())
 
-        neuron._scan = wrapped
+    handles = [neuron.register_forward_hook(keep(name)) for name, neuron in neurons]
     try:
         with torch.no_grad():
             out = net(x_seq)
     finally:
-        for _, neuron in neurons:
-            neuron.__dict__.pop("_scan", None)
+        for h in handles:
+            h.remove()
+    steps = int(x_seq.shape[0])
+    store: dict[str, Tensor] = {}
+    for name, neuron in neurons:
+        got, per_step = calls[name], neuron.called_per_step
+        if len(got) != (steps if per_step else 1):
+            want = f"once per time step ({steps} times)" if per_step else "once on the [T, B, ...] sequence"
+            raise ValueError(
+                f"neuron {name!r} was called {len(got)} time(s) as a module in one forward pass, expected {want}: "
+                "its spikes cannot be read from its calls. Call the neuron module (neuron(x)), not neuron.multi_step, "
+                "and each neuron once per pass."
+            )
+        store[name] = torch.stack(got) if per_step else got[0]
     return out, store
 
 

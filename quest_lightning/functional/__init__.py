@@ -1,5 +1,6 @@
-"""Pure tensor math, no state: the MINT grid and quantizer, the neuron step and scan, the integer-only path and the
-surrogate spike functions. Every module of :mod:`quest_lightning.nn` is a thin shell over these."""
+"""Pure tensor math, no state: the MINT grid and quantizer, the neuron step and scan, the integer-only path, the exact
+integer products of spikes and codes, and the surrogate spike functions. Every module of :mod:`quest_lightning.nn` is
+a thin shell over these."""
 
 from quest_lightning.functional.grid import (
     MAX_BITS,
@@ -16,6 +17,13 @@ from quest_lightning.functional.grid import (
     qmax_of_levels,
 )
 from quest_lightning.functional.integer import IntegerNeuronProgram, integer_neuron_program, integer_neuron_scan
+from quest_lightning.functional.intmm import (
+    guarded_step,
+    integer_products_supported,
+    spike_conv,
+    spike_linear,
+    spikes_int8,
+)
 from quest_lightning.functional.neuron import (
     IF_HARD,
     RESETS,
@@ -109,6 +117,12 @@ __all__ = [
     "IntegerNeuronProgram",
     "integer_neuron_program",
     "integer_neuron_scan",
+    # exact integer products
+    "spikes_int8",
+    "guarded_step",
+    "integer_products_supported",
+    "spike_linear",
+    "spike_conv",
     # surrogate
     "SpikeFn",
     "DEFAULT_SURROGATE",

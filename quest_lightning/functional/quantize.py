@@ -156,7 +156,11 @@ def alpha_floor(weight: Tensor, transform: Transform = "tanh") -> Tensor:
     0.0002
     """
     w = weight.detach()
-    top = _transform(w.abs().amax(), transform) if w.numel() else w.new_zeros(())
+    if w.numel():
+        lo, hi = torch.aminmax(w)  # one read pass and no temporary: max|W| = max(-min W, max W), exactly
+        top = _transform(torch.maximum(hi, -lo), transform)
+    else:
+        top = w.new_zeros(())
     return top.clamp_min(torch.finfo(w.dtype).eps) * ALPHA_FLOOR_RATIO
 
 
@@ -199,8 +203,9 @@ def mint_kernel(x: Tensor, alpha: Tensor, q: int, tanh: bool, out: Tensor | None
     codes = torch.empty_like(x, dtype=torch.int8, memory_format=torch.contiguous_format)
     outs = _chunks(out) if out is not None else [None] * len(_chunks(codes))
     for xs, cs, os in zip(_chunks(x), _chunks(codes), outs, strict=True):
-        t = torch.tanh(xs) if tanh else xs
-        r = torch.clamp(t / alpha, -1.0, 1.0).mul_(q).round_()
+        # the ops of clamp(T(x) / alpha, -1, 1) * q, rounded, each in place on one chunk-sized temporary
+        r = torch.tanh(xs).div_(alpha) if tanh else xs / alpha
+        r.clamp_(-1.0, 1.0).mul_(q).round_()
         cs.copy_(r)
         if os is not None:
             torch.mul(r, alpha / q, out=os)
@@ -235,15 +240,24 @@ def mint_kernel_vjp(
     dot_u = torch.zeros((), dtype=torch.float64, device=x.device)
     grad_chunks = _chunks(grad.contiguous())
     out_chunks = _chunks(grad_x) if grad_x is not None else [None] * len(grad_chunks)
+    # |u| <= 1 as one fused op: clamp's pass-through test with the bounds moved one float outward, so that the
+    # strict comparisons of hardtanh_backward include -1 and 1 exactly as |u| <= 1 does
+    below, above = _outside_unit(x.dtype)
     for xs, gs, cs, gx in zip(_chunks(x), grad_chunks, _chunks(codes), out_chunks, strict=True):
         t = torch.tanh(xs) if tanh else xs
         u = t / alpha
-        g_in = gs * (u.abs() <= 1.0)
+        g_in = torch.ops.aten.hardtanh_backward(gs, u, below, above)  # g m
         if gx is not None:
-            torch.mul(g_in, 1.0 - t * t, out=gx) if tanh else gx.copy_(g_in)
+            gx.copy_(torch.ops.aten.tanh_backward(g_in, t) if tanh else g_in)  # g m (1 - t^2), as tanh's autograd
         dot_r += torch.dot(gs, cs.to(gs.dtype))
         dot_u += torch.dot(g_in, u)
     return grad_x, dot_r / q - dot_u
+
+
+def _outside_unit(dtype: torch.dtype) -> tuple[float, float]:
+    """The floats of ``dtype`` next to -1 and 1 outward: :math:`-1 - \\epsilon_-` and :math:`1 + \\epsilon`."""
+    one = torch.ones((), dtype=dtype)
+    return float(torch.nextafter(-one, -2 * one)), float(torch.nextafter(one, 2 * one))
 
 
 def lsq_alpha_grad(grad_alpha: Tensor, grad_scale: float | None, alpha: Tensor) -> Tensor:

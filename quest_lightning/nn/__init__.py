@@ -14,7 +14,8 @@ from quest_lightning.nn.inspect import (
     spiking_neurons,
     synaptic_layers,
 )
-from quest_lightning.nn.layers import InputKind, QuantConv1d, QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
+from quest_lightning.nn.layer_input import InputKind
+from quest_lightning.nn.layers import QuantConv1d, QuantConv2d, QuantLayerMixin, QuantLinear, QuantOptions
 from quest_lightning.nn.neurons import (
     QuantIFNode,
     QuantLeaky,

@@ -11,7 +11,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from quest_lightning.nn.layers import InputKind, QuantLayerMixin
+from quest_lightning.nn.layer_input import InputKind
+from quest_lightning.nn.layers import QuantLayerMixin
 from quest_lightning.nn.neurons.base import QuantNeuron
 
 
@@ -76,7 +77,7 @@ def recording(model: nn.Module) -> Iterator[nn.Module]:
 @dataclass(frozen=True)
 class LayerRecording:
     """What one synaptic layer recorded since its last :meth:`~QuantLayerMixin.reset_recording` (see
-    :meth:`~quest_lightning.nn.layers.QuantLayerMixin.record_input` for how each record is made).
+    :meth:`~quest_lightning.nn.layer_input.LayerInputMixin.record_input` for how each record is made).
 
     The tensors are copies on the layer's device (taking a snapshot does not synchronise with the host); the rest
     are Python ints taken from input shapes.

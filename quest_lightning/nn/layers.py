@@ -8,36 +8,36 @@ first, analog-input layer and the readout are counted in the energy accounting).
 
 All accept single-step input (``[B, ...]``) and multi-step input with a leading time axis (``[T, B, ...]``), which is
 folded into the batch for the convolution or matrix product. An input repeated over time as a stride-0 view (direct
-coding) is computed once and the output expanded. Each declares which one it takes in ``step_mode`` (``"s"`` or
-``"m"``), the attribute SpikingJelly's layer wrappers carry and its op counters read: given to the constructor it is
-fixed and the input is checked against it; left ``None`` it follows the layout of each input.
+coding) is computed once and the output expanded.
 
-Both share one code path (:class:`QuantLayerMixin`): the quantization options (:class:`QuantOptions`), the forward
-pass and the recording; each class only says how its weight meets the input.
+They share one code path (:class:`QuantLayerMixin`): the quantization options (:class:`QuantOptions`), the weight
+quantizer and the forward pass, with the integer product for spike input
+(:meth:`QuantLayerMixin.takes_integer_product`); each class only says how its weight meets the input. What a layer
+sees, its input's layout (``step_mode``), kind (``input_kind``) and record (``record=True``), is the input side it
+inherits from :class:`~quest_lightning.nn.layer_input.LayerInputMixin`.
 
 The scale :math:`\\alpha` is kept at or above :func:`~quest_lightning.functional.quantize.alpha_floor` (a small
 fraction of the weights' largest magnitude), so it is always positive: see :meth:`QuantLayerMixin.project_alpha`.
-
-With ``record=True`` a layer records what it sees, exactly and without a host synchronisation (see
-:meth:`QuantLayerMixin.record_input`): the input summed per position over every row (``input_counts``, float64),
-the number of input elements that are neither 0 nor 1 (``nonbinary_inputs``, int64, on the device), and, as
-Python ints from the shapes, the rows (time steps × samples), the calls and the time steps. When recording is off,
-nothing is stored.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Literal, TypedDict
+from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 import torch
 import torch.nn.functional as F
-from spikingjelly.activation_based.base import StepModule
 from torch import Tensor, nn
 
 from quest_lightning.functional.grid import check_bits, check_quant_bits, num_levels, qmax
 from quest_lightning.functional.hysteresis import Margin, hysteresis_codes, hysteresis_quantize
+from quest_lightning.functional.intmm import (
+    guarded_step,
+    integer_products_supported,
+    spike_conv,
+    spike_linear,
+    spikes_int8,
+)
 from quest_lightning.functional.quantize import (
     AlphaInit,
     Transform,
@@ -48,14 +48,11 @@ from quest_lightning.functional.quantize import (
     mint_codes,
     mint_quantize,
 )
+from quest_lightning.nn.layer_input import InputKind, LayerInputMixin, _is_repeated_over_time
 from quest_lightning.nn.scale import keep_scale_positive, project_scale_, track_scale
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-
-InputKind = Literal["auto", "spikes", "analog"]
-INPUT_KINDS: tuple[str, ...] = ("auto", "spikes", "analog")
 
 
 class QuantOptions(TypedDict, total=False):
@@ -70,8 +67,10 @@ class QuantOptions(TypedDict, total=False):
         alpha_init: :math:`\\alpha_0`, ``"mint"`` (:math:`2\\overline{|W|}/\\sqrt{Q_b}`, MINT's) or ``"range"`` (the
             99.9th percentile of :math:`|T(W)|`); see :func:`~quest_lightning.functional.quantize.initial_alpha`
             ["mint"].
-        input_kind: what the layer's input is, for the operation counts: ``"auto"`` (decided from what was recorded:
-            analog as soon as one input element is neither 0 nor 1), ``"spikes"`` or ``"analog"`` ["auto"].
+        input_kind: what the layer's input is: ``"auto"`` (for the operation counts, decided from what was recorded:
+            analog as soon as one input element is neither 0 nor 1), ``"spikes"`` (0/1 spikes, a promise: counted as
+            spikes, and the forward product taken in exact integers where it can be, see
+            :meth:`QuantLayerMixin.takes_integer_product`) or ``"analog"`` ["auto"].
     """
 
     bits: int
@@ -82,59 +81,29 @@ class QuantOptions(TypedDict, total=False):
     input_kind: InputKind
 
 
-def _is_repeated_over_time(x: Tensor, feature_dims: int) -> bool:
-    """A ``[T, B, ...]`` input that is one ``[B, ...]`` tensor repeated (a stride-0 view, as direct coding makes)."""
-    return x.dim() == feature_dims + 2 and x.shape[0] > 1 and x.stride(0) == 0
-
-
-class QuantLayerMixin(StepModule):
+class QuantLayerMixin(LayerInputMixin):
     """State and behaviour shared by the quantized layers (``weight`` comes from the ``nn`` base class).
 
-    A SpikingJelly ``StepModule``, so ``functional.set_step_mode(net, mode)`` reaches it.
+    A SpikingJelly ``StepModule`` through :class:`~quest_lightning.nn.layer_input.LayerInputMixin` (the input's layout,
+    kind and record), so ``functional.set_step_mode(net, mode)`` reaches it.
 
     A subclass sets :attr:`feature_dims` (the number of trailing feature dimensions of one sample) and implements
-    :meth:`_check_input` and :meth:`_apply_weight`; the forward pass, the recording and the ``repr`` are here.
+    :meth:`_check_input`, :meth:`_apply_weight` and :meth:`_apply_codes`; the quantizer, the forward pass and the
+    ``repr`` are here.
     """
 
     weight: nn.Parameter
-    feature_dims: ClassVar[int]
     weight_perturbation: Callable[[Tensor, Tensor], Tensor] | None = None
-    """Optional ``hook(w_q, codes) -> w`` applied after quantization (device non-idealities); ``None``: off."""
+    """Optional ``hook(w_q, codes) -> w`` applied after quantization (device non-idealities); ``None``: off. While
+    it is set the forward product is the float one (the weights are off the grid)."""
+    integer_products: bool = True
+    """Take the forward product of 0/1 spikes and the integer codes in integer arithmetic where it applies (exact,
+    see :mod:`quest_lightning.functional.intmm` and :meth:`takes_integer_product`); ``False``: always the float
+    product."""
     hysteresis: Margin | None = None
     """Optional write-aware hysteresis margin (:mod:`quest_lightning.functional.hysteresis`; set it with
     :func:`quest_lightning.energy.aware.set_hysteresis`): a code changes only when the latent weight is past the
     boundary by the margin, and the codes held between passes are the ``held_codes`` buffer; ``None``: off."""
-    _step_mode: str | None = None  # declared step mode; None: follow each input
-    _input_step_mode: str = "s"  # the layout of the last input
-
-    @property
-    def step_mode(self) -> str:
-        """``"s"`` (input ``[B, ...]``) or ``"m"`` (input ``[T, B, ...]``), as SpikingJelly's ``layer.*`` declare it:
-        the declared mode, or, when none was declared, the layout of the last input."""
-        return self._step_mode or self._input_step_mode
-
-    @step_mode.setter
-    def step_mode(self, value: str | None) -> None:
-        if value not in ("s", "m", None):
-            raise ValueError(
-                f"step_mode={value!r} is unknown: use 's' (input [B, ...]), 'm' (input [T, B, ...]) or None "
-                "(follow each input)."
-            )
-        self._step_mode = value
-
-    def _check_step_mode(self, x: Tensor) -> None:
-        """Check ``x`` against the declared step mode, or note its layout when none is declared."""
-        multi = x.dim() >= self.feature_dims + 2
-        if self._step_mode is None:
-            mode = "m" if multi else "s"
-            if mode != self._input_step_mode:
-                self._input_step_mode = mode
-        elif (self._step_mode == "m") != multi and self.feature_dims > 1:
-            want = "[T, B, ...]" if self._step_mode == "m" else "[B, ...]"
-            raise ValueError(
-                f"{type(self).__name__} has step_mode={self._step_mode!r} and expects {want} input, got shape "
-                f"{tuple(x.shape)}; set step_mode (or functional.set_step_mode) to match the input."
-            )
 
     def _init_quant(
         self,
@@ -160,16 +129,10 @@ class QuantLayerMixin(StepModule):
         self.alpha = nn.Parameter(initial_alpha(self.weight, bits, transform, alpha_init).to(self.weight.dtype))
         self.enabled = bool(enabled)
         keep_scale_positive(self)
-        # Plain tensor attributes, not registered buffers: they are derived per forward pass and must be neither
-        # checkpointed nor broadcast between DDP ranks (each rank records its own inputs).
+        # A plain tensor attribute, not a registered buffer: derived per forward pass, it must be neither checkpointed
+        # nor broadcast between DDP ranks.
         self.codes: Tensor = torch.zeros_like(self.weight, dtype=torch.int8)
-        self.record = False
-        self.input_kind = input_kind
-        self.input_counts: Tensor = torch.zeros(0, dtype=torch.float64)
-        self.nonbinary_inputs: Tensor = torch.zeros((), dtype=torch.int64)
-        self.recorded_rows = 0
-        self.recorded_calls = 0
-        self.recorded_steps = 0
+        self._init_recording(input_kind)
 
     @property
     def enabled(self) -> bool:
@@ -230,7 +193,9 @@ class QuantLayerMixin(StepModule):
         Quantized, it is :math:`W_q = \\hat w\\,\\alpha/Q_b` (MINT, through
         :func:`~quest_lightning.functional.quantize.mint_quantize`, with the LSQ gradient scale when
         ``use_alpha_grad_scale``), and ``codes`` is refreshed to :math:`\\hat w`; with ``enabled=False`` it is
-        ``weight`` itself and ``codes`` is left alone.
+        ``weight`` itself and ``codes`` is left alone. Every quantizer here must keep :math:`W_q` equal to ``codes``
+        times ``alpha / Q_b`` element by element (only ``weight_perturbation`` may leave the grid): the integer
+        product (:meth:`takes_integer_product`) computes with the codes and that step.
         """
         if not self.enabled:
             return self.weight
@@ -257,92 +222,46 @@ class QuantLayerMixin(StepModule):
             return hysteresis_codes(self.weight, self.alpha, self.bits, self.transform, held, self.hysteresis)
         return mint_codes(self.weight, self.alpha.detach(), self.bits, self.transform)
 
-    @property
-    def input_kind(self) -> InputKind:
-        """What the input is, for the operation counts: ``"auto"`` (decided from what was recorded, see
-        :func:`~quest_lightning.nn.inspect.input_kind_of`), ``"spikes"`` or ``"analog"`` (a user's override)."""
-        return self._input_kind
-
-    @input_kind.setter
-    def input_kind(self, value: InputKind) -> None:
-        if value not in INPUT_KINDS:
-            raise ValueError(
-                f"input_kind={value!r} is unknown: use 'auto' (analog when a recorded input element is neither 0 nor "
-                "1), 'spikes' or 'analog'."
-            )
-        self._input_kind = value
-
-    def is_multi_step(self, x: Tensor) -> bool:
-        """Whether ``x`` is one multi-step call (``[T, B, ...]``, time-major) rather than one time step.
-
-        The layer's ``step_mode`` decides when it has one (``"m"``: multi-step, ``"s"``: single-step, as in
-        SpikingJelly); otherwise the rank does: two or more leading dimensions before the :attr:`feature_dims`
-        feature dimensions (``[T, B, C, H, W]`` for a conv, ``[T, B, F]`` for a linear layer) is multi-step, and the
-        first one is time. A batch-major ``[B, T, ...]`` tensor must be made time-major before the layer (for
-        example ``x.transpose(0, 1)``, a view).
-        """
-        if self._step_mode is not None:  # declared; otherwise the step_mode property follows the input's rank
-            return self._step_mode == "m"
-        return x.dim() - self.feature_dims >= 2
-
-    def record_input(self, x: Tensor) -> None:
-        """Add one call's input ``x`` to the records: exact in any dtype or autocast, with no host synchronisation.
-
-        For a call on ``x`` with leading shape ``L = x.shape[:x.dim() - feature_dims]``:
-
-        * ``recorded_rows += prod(L)``: every vector the weight meets, time steps × samples (a Python int);
-        * ``recorded_calls += 1``;
-        * ``recorded_steps += L[0]`` for a multi-step call (the time axis, see :meth:`is_multi_step`), ``+= 1`` for a
-          single-step call;
-        * ``input_counts += x`` summed over the leading dimensions per feature position, accumulated in float64
-          (the spike count per position for spike input, exact up to :math:`2^{53}`; the sum of values for analog
-          input), whatever the dtype of ``x`` (a bf16 sum would round counts above 256);
-        * ``nonbinary_inputs +=`` the number of elements of ``x`` that are neither 0 nor 1 (int64, on the device).
-
-        So, for one batch: ``samples = recorded_rows / recorded_steps`` and ``T = recorded_steps``, for a multi-step
-        call on ``[T, B, ...]`` (``T·B`` rows, ``T`` steps) and for a single-step loop of ``T`` calls on ``[B, ...]``
-        (``T·B`` rows, ``T`` steps) alike. This holds when every time step of a sample meets the weight as one row,
-        as in a conv (one image per row) or a linear layer on ``[T, B, F]``; a linear layer applied to ``N`` vectors
-        per sample (``[T, B, N, F]``) counts ``N`` rows per sample. An input repeated over time as a stride-0 view
-        (direct coding) is counted once and multiplied by ``T``.
-        """
-        x = x.detach()
-        lead = x.dim() - self.feature_dims
-        rows = math.prod(x.shape[:lead])
-        steps = (x.shape[0] if lead >= 1 else 1) if self.is_multi_step(x) else 1
-        repeats = 1
-        if _is_repeated_over_time(x, self.feature_dims):
-            repeats, x = x.shape[0], x[0]
-            lead -= 1
-        features = x.shape[lead:]
-        if self.input_counts.shape != features or self.input_counts.device != x.device:
-            self.input_counts = torch.zeros(features, dtype=torch.float64, device=x.device)
-            self.nonbinary_inputs = torch.zeros((), dtype=torch.int64, device=x.device)
-        flat = x.reshape(-1, *features)
-        sums = flat.sum(0, dtype=torch.float64)
-        nonbinary = torch.logical_and(flat != 0, flat != 1).sum()
-        if repeats != 1:
-            sums, nonbinary = sums * repeats, nonbinary * repeats
-        self.input_counts += sums
-        self.nonbinary_inputs += nonbinary
-        self.recorded_rows += rows
-        self.recorded_calls += 1
-        self.recorded_steps += steps
-
     def forward(self, x: Tensor) -> Tensor:
         """``[B, ...]`` or ``[T, B, ...]`` input through the (quantized) weight; records ``x`` if asked.
 
-        An input repeated over time as a stride-0 view is computed once and the output expanded.
+        Spike input meets the integer codes in an exact integer product where :meth:`takes_integer_product` allows
+        it, and the weight :math:`W_q` in a float product otherwise. An input repeated over time as a stride-0 view is
+        computed once and the output expanded.
         """
         self._check_input(x)
         self._check_step_mode(x)
         w = self.quantized_weight()
+        repeated = _is_repeated_over_time(x, self.feature_dims)
+        x_once = x[0] if repeated else x
         if self.record:
             self.record_input(x)
-        if _is_repeated_over_time(x, self.feature_dims):
-            y = self._apply_weight(x[0], w)
-            return y.unsqueeze(0).expand(x.shape[0], *y.shape)
-        return self._apply_weight(x, w)
+        if self.takes_integer_product(x_once, w):
+            xi, valid = spikes_int8(x_once)
+            y = self._apply_codes(x_once, xi, w, guarded_step(self.alpha.detach() / self.qmax, valid))
+        else:
+            y = self._apply_weight(x_once, w)
+        return y.unsqueeze(0).expand(x.shape[0], *y.shape) if repeated else y
+
+    def takes_integer_product(self, x: Tensor, w: Tensor) -> bool:
+        """Whether this call's product is taken in integers (decided from what the layer knows, reading no tensor).
+
+        That needs :attr:`integer_products`, quantized weights that the forward pass uses unchanged (``w`` is
+        :math:`\\hat w\\,\\alpha/Q_b`: no ``weight_perturbation``), an input declared to be spikes
+        (``input_kind="spikes"``, which :class:`~quest_lightning.nn.vgg.SpikingVGG` sets where a neuron feeds the
+        layer), a layer the integer kernels cover (a linear layer, or a zero-padded ungrouped convolution), and what
+        :func:`~quest_lightning.functional.intmm.integer_products_supported` asks (the CPU, float32, no autocast, no
+        overflow). The declaration is checked on the device, exactly: an input that is not 0/1 makes every output of
+        the call NaN (:func:`~quest_lightning.functional.intmm.guarded_step`), never a silently wrong number.
+        """
+        if not (self.integer_products and self.enabled and self.weight_perturbation is None):
+            return False
+        if self.input_kind != "spikes" or not self._integer_kernel_covers():
+            return False
+        return integer_products_supported(x, w, self.qmax, self.weight[0].numel())
+
+    def _integer_kernel_covers(self) -> bool:
+        return True
 
     def _check_input(self, x: Tensor) -> None:
         raise NotImplementedError
@@ -350,12 +269,10 @@ class QuantLayerMixin(StepModule):
     def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def reset_recording(self) -> None:
-        """Zero every record (``input_counts``, ``nonbinary_inputs``, ``recorded_rows``, ``recorded_calls``,
-        ``recorded_steps``)."""
-        self.input_counts.zero_()
-        self.nonbinary_inputs.zero_()
-        self.recorded_rows = self.recorded_calls = self.recorded_steps = 0
+    def _apply_codes(self, x: Tensor, xi: Tensor, w: Tensor, step: Tensor) -> Tensor:
+        """The product of 0/1 ``x`` (``xi`` its ``int8`` copy) in integers, scaled by ``step``; gradients reach ``w``
+        as in :meth:`_apply_weight`."""
+        raise NotImplementedError
 
     def extra_repr(self) -> str:
         step = "" if self._step_mode is None else f", step_mode={self._step_mode!r}"
@@ -379,6 +296,16 @@ class _QuantConvMixin(QuantLayerMixin):
         if x.dim() == self.feature_dims + 1:
             return self._conv_forward(x, w, self.bias)
         return self._conv_forward(x.flatten(0, 1), w, self.bias).unflatten(0, x.shape[:2])
+
+    def _integer_kernel_covers(self) -> bool:
+        return self.groups == 1 and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+
+    def _apply_codes(self, x: Tensor, xi: Tensor, w: Tensor, step: Tensor) -> Tensor:
+        conv = (self.stride, self.padding, self.dilation)
+        if x.dim() == self.feature_dims + 1:
+            return spike_conv(x, xi, w, self.codes, step, self.bias, *conv)
+        y = spike_conv(x.flatten(0, 1), xi.flatten(0, 1), w, self.codes, step, self.bias, *conv)
+        return y.unflatten(0, x.shape[:2])
 
 
 class QuantConv1d(_QuantConvMixin, nn.Conv1d):
@@ -504,6 +431,9 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
 
     def _apply_weight(self, x: Tensor, w: Tensor) -> Tensor:
         return F.linear(x, w, self.bias)
+
+    def _apply_codes(self, x: Tensor, xi: Tensor, w: Tensor, step: Tensor) -> Tensor:
+        return spike_linear(x, xi, w, self.codes, step, self.bias)
 
 
 QuantLayer = QuantConv1d | QuantConv2d | QuantLinear

@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from spikingjelly.activation_based.base import MemoryModule
 from torch import Tensor, nn
 
 from quest_lightning.functional.grid import check_bits
 from quest_lightning.functional.quantize import check_alpha_init
 from quest_lightning.nn.layers import QuantConv2d, QuantLinear
-from quest_lightning.nn.neurons import QuantNeuron, make_neuron
+from quest_lightning.nn.neurons import QuantLeaky, QuantNeuron, make_neuron
 
 VGG_CONFIGS: dict[str, tuple[list[int | str], list[int]]] = {
     "vgg6": ([64, "P", 128, 128, "P"], [4096, 4096]),
@@ -55,7 +56,15 @@ class TimeSharedDropout(nn.Module):
 
 
 class SpikingBlock(nn.Module):
-    """Synaptic layer → optional BatchNorm → neuron → optional pool → optional dropout, on ``[T, B, ...]``."""
+    """Synaptic layer → optional BatchNorm → neuron → optional pool → optional dropout, on ``[T, B, ...]``.
+
+    The neuron is called as a module, so that forward hooks, SpikingJelly's monitors and its op counters see it, in
+    its library's convention: a multi-step neuron (SpikingJelly's with ``step_mode="m"``, or a registered back-end's)
+    once on the whole ``[T, B, ...]`` sequence; a single-step one once per time step (snnTorch's ``Leaky`` with its
+    membrane passed explicitly, a SpikingJelly neuron with ``step_mode="s"`` with its own). Either way the scan starts
+    from a zero state and the neuron holds no state afterwards (a block is a function of its input, as before; no
+    ``reset_net`` between batches is needed).
+    """
 
     def __init__(
         self,
@@ -73,12 +82,33 @@ class SpikingBlock(nn.Module):
         y = self.layer(x)
         if self.norm is not None:
             y = self.norm(y.flatten(0, 1)).unflatten(0, y.shape[:2])
-        s = self.neuron.multi_step(y)[0]
+        s = self._fire(y)
         if self.pool is not None:
             s = self.pool(s.flatten(0, 1)).unflatten(0, s.shape[:2])
         if self.dropout is not None:
             s = self.dropout(s)
         return s
+
+    def _fire(self, y: Tensor) -> Tensor:
+        """The neuron module on the currents ``y`` (``[T, B, ...]``), from a zero state: the spikes ``[T, B, ...]``."""
+        neuron = self.neuron
+        memory = isinstance(neuron, MemoryModule)  # SpikingJelly's: the state lives in the module (``v``)
+        if isinstance(neuron, QuantLeaky):  # snnTorch's Leaky: one call per step, the membrane passed explicitly
+            mem, spikes = torch.zeros_like(y[0]), []
+            for y_t in y.unbind(0):
+                s_t, mem = neuron(y_t, mem)
+                spikes.append(s_t)
+            neuron.reset_mem()
+            return torch.stack(spikes)
+        if memory:
+            neuron.reset()
+        if neuron.called_per_step:  # a single-step SpikingJelly neuron: one call per step
+            out = torch.stack([neuron(y_t) for y_t in y.unbind(0)])
+        else:  # multi-step: one call on the sequence (SpikingJelly's step_mode="m", a registered back-end's neuron)
+            out = neuron(y)
+        if memory:
+            neuron.reset()
+        return out
 
 
 class SpikingVGG(nn.Module):
@@ -158,27 +188,32 @@ class SpikingVGG(nn.Module):
         quant = dict(bits=bits, transform=transform, alpha_init=alpha_init)
         blocks: list[SpikingBlock] = []
         channels, size, first = in_channels, image_size, True
+        # what the next layer sees: the encoder's output for the first ("auto", counted from what it records), then
+        # spikes, unless average pooling or dropout made them graded
+        kind = "auto"
         for i, item in enumerate(config):
             if item == "P":
                 continue
             if not isinstance(item, int) or item < 1:
                 raise ValueError(f"config[{i}]={item!r} must be a positive conv width or 'P'.")
             pooled = i + 1 < len(config) and config[i + 1] == "P"
-            layer = QuantConv2d(
-                channels, item, 3, padding=1, enabled=quantize and (quantize_first or not first), **quant
-            )
+            enabled = quantize and (quantize_first or not first)
+            layer = QuantConv2d(channels, item, 3, padding=1, enabled=enabled, input_kind=kind, **quant)
             pool_mod = (nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2)) if pooled else None
             blocks.append(SpikingBlock(layer, neuron_(), nn.BatchNorm2d(item) if batch_norm else None, pool_mod))
             channels, size, first = item, size // 2 if pooled else size, False
+            kind = "auto" if pooled and pool == "avg" else "spikes"
         features = channels * size * size
         for width in fc:
             drop = TimeSharedDropout(dropout) if dropout > 0 else None
-            fc_layer = QuantLinear(features, width, enabled=quantize, **quant)
+            fc_layer = QuantLinear(features, width, enabled=quantize, input_kind=kind, **quant)
             blocks.append(SpikingBlock(fc_layer, neuron_(), dropout=drop))
-            features = width
+            features, kind = width, "auto" if drop is not None else "spikes"
         self.features = nn.ModuleList(b for b in blocks if isinstance(b.layer, QuantConv2d))
         self.classifier = nn.ModuleList(b for b in blocks if isinstance(b.layer, QuantLinear))
-        self.readout = QuantLinear(features, num_classes, enabled=quantize and quantize_readout, **quant)
+        self.readout = QuantLinear(
+            features, num_classes, enabled=quantize and quantize_readout, input_kind=kind, **quant
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 5:

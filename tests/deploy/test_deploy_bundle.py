@@ -65,6 +65,42 @@ def test_runner_reproduces_the_trained_network(trained_digits, tmp_path):
     assert "features.1.neuron" in runner.integer_stages
 
 
+@pytest.mark.parametrize("backend", ["spikingjelly", "snntorch"])
+def test_model_spikes_reads_every_neuron_in_its_call_convention(backend, digits_data):
+    """Every neuron's spikes, whether it is called once on [T, B, ...] (SpikingJelly's) or once per step (snnTorch's),
+    full precision (the analog first block) or quantized: the first block's are the neuron's own scan of its layer's
+    currents, and each neuron's total is the count its own recording keeps."""
+    from quest_lightning.nn import recording, reset_recording, spiking_neurons
+
+    torch.manual_seed(0)
+    model = digits_net(backend=backend, threshold=0.3).eval()
+    x_seq = DirectEncoder(T)(digits_data[2][:16])
+    with recording(model):
+        _, spikes = model_spikes(model, x_seq)
+    neurons = dict(spiking_neurons(model))
+    assert list(spikes) == list(neurons) == ["features.0.neuron", "features.1.neuron", "classifier.0.neuron"]
+    first = model.features[0]
+    with torch.no_grad():
+        assert torch.equal(spikes["features.0.neuron"], first.neuron.multi_step(first.layer(x_seq))[0])
+    for name, s in spikes.items():
+        assert s.shape[:2] == (T, 16) and 0 < float(s.mean()) < 1, name
+        assert float(neurons[name].spike_count) == float(s.sum()), name
+    reset_recording(model)
+
+
+def test_model_spikes_refuses_a_neuron_its_hooks_cannot_see():
+    class Scans(nn.Module):  # calls the neuron's scan itself, never the module
+        def __init__(self):
+            super().__init__()
+            self.layer, self.neuron = QuantLinear(4, 3, bits=2), QuantIFNode(0.5, step_mode="m")
+
+        def forward(self, x):
+            return self.neuron.multi_step(self.layer(x))[0]
+
+    with pytest.raises(ValueError, match=r"neuron 'neuron' was called 0 time\(s\).*neuron\(x\)"):
+        model_spikes(Scans(), torch.rand(T, 2, 4))
+
+
 def test_integer_readout_and_soft_reset(digits_data, tmp_path):
     x_train, y_train, x_test, _ = digits_data
     model = trained(x_train, y_train, epochs=1, quantize_readout=True, reset="soft")

@@ -292,3 +292,24 @@ def test_fused_quantizer_on_non_contiguous_weights(layout):
     assert (c1 != 0).any() and (c1 == 0).any()
     torch.testing.assert_close(gx1, gx2, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(ga1, ga2, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.3, -2.5, 1.0], [-0.1, 0.2, 3.0], [0.0, -0.0], [], [float("nan"), 1.0]],
+    ids=["largest-negative", "largest-positive", "zeros", "empty", "nan"],
+)
+@pytest.mark.parametrize("transform", ["tanh", "identity"])
+def test_alpha_floor_is_the_ratio_of_the_largest_magnitude(values, transform):
+    """alpha_min = r * max(T(max |W|), eps), with max |W| taken by hand over the values (NaN stays NaN)."""
+    from quest_lightning.functional.quantize import ALPHA_FLOOR_RATIO, alpha_floor
+
+    w = torch.tensor(values, dtype=torch.float32).view(-1, 1)
+    floor = float(alpha_floor(w, transform))
+    if any(math.isnan(v) for v in values):
+        assert math.isnan(floor)
+        return
+    top = max((abs(v) for v in values), default=0.0)
+    top = math.tanh(top) if transform == "tanh" else top
+    expected = torch.tensor(max(top, torch.finfo(torch.float32).eps), dtype=torch.float32) * ALPHA_FLOOR_RATIO
+    assert floor == float(expected)

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from callback_helpers import no_host_reads
+from host_reads import no_host_reads
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 

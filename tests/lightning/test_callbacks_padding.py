@@ -46,16 +46,8 @@ class Recount(pl.Callback):
         layer = pl_module.model.features[1].layer
         layer.register_forward_hook(lambda m, a, out: self._ops(trainer, m, a[0]))
         for name, m in pl_module.named_modules():
-            if name.endswith("neuron"):  # the blocks call neuron.multi_step, past any forward hook: wrap it
-                m.multi_step = self._wrap(trainer, name, m.multi_step)
-
-    def _wrap(self, trainer, name, multi_step):
-        def wrapped(*args, **kwargs):
-            out = multi_step(*args, **kwargs)
-            self._spikes(trainer, name, out[0])
-            return out
-
-        return wrapped
+            if name.endswith("neuron"):  # the blocks call their (multi-step) neuron modules once on [T, B, ...]
+                m.register_forward_hook(lambda mod, a, out, _name=name: self._spikes(trainer, _name, out))
 
     def _real(self, trainer, x):  # [T, B, ...]
         last = trainer.fit_loop.epoch_loop.batch_idx + 1 == trainer.num_training_batches

@@ -152,6 +152,27 @@ def test_recording_counts_inputs(kind, expanded):
     assert layer.input_counts.abs().sum() == 0 and layer.recorded_rows == 0
 
 
+def test_recording_is_exact_across_row_blocks():
+    """The float64 sums run block by block over the rows: spike counts over many blocks, and one beyond float32's
+    exact integers, are exact, and so is the count of non-binary elements (against int64 recounts)."""
+    from quest_lightning.nn.layer_input import _SUM_BLOCK
+
+    layer = QuantLinear(2, 3, bits=2)
+    layer.record = True
+    rows = 3 * _SUM_BLOCK // 2 + 17  # blocks of _SUM_BLOCK // 2 rows of two features, and a partial one
+    x = (torch.rand(rows, 2, generator=torch.Generator().manual_seed(0)) < 0.9).float()
+    x[:4, 0] = torch.tensor([0.5, -1.0, 2.0, 0.25])  # analog values in the first feature
+    layer(x)
+    layer(x)
+    assert int(layer.input_counts[1]) == 2 * int(x[:, 1].to(torch.int64).sum())
+    assert float(layer.input_counts[0]) == pytest.approx(2 * float(x[:, 0].double().sum()), rel=1e-12)
+    assert int(layer.nonbinary_inputs) == 2 * 4
+    ones = QuantLinear(1, 1, bits=2)
+    ones.record = True
+    ones(torch.ones(2**24 + 3, 1))
+    assert int(ones.input_counts) == 2**24 + 3  # an odd count past 2^24: not a float32 number
+
+
 def test_codes_are_not_checkpointed_and_alpha_is():
     layer = _conv(bits=2)
     assert set(layer.state_dict()) == {"weight", "alpha"}

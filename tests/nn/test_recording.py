@@ -1,10 +1,9 @@
 """What a layer records: exact counts in every dtype and autocast, samples and T in every batch layout, whether the
 input was spikes or analog, and no host synchronisation in the forward pass."""
 
-import contextlib
-
 import pytest
 import torch
+from host_reads import no_host_reads
 from torch import Tensor, nn
 
 from quest_lightning.nn import (
@@ -253,24 +252,6 @@ def test_reset_zeroes_every_record():
 # no host synchronisation
 
 
-@contextlib.contextmanager
-def _no_host_reads():
-    """Make every tensor-to-Python conversion (the host synchronisations of a GPU) raise."""
-
-    def refuse(self, *args, **kwargs):
-        raise AssertionError("a tensor was read on the host in the forward pass")
-
-    names = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__")
-    saved = {n: getattr(Tensor, n) for n in names}
-    try:
-        for n in names:
-            setattr(Tensor, n, refuse)
-        yield
-    finally:
-        for n, f in saved.items():
-            setattr(Tensor, n, f)
-
-
 @pytest.mark.parametrize("layout", ["time-major", "direct coding", "single-step loop"])
 def test_recording_forward_does_not_read_tensors_on_the_host(layout):
     module, x, _, _ = _layouts()[layout]
@@ -280,7 +261,7 @@ def test_recording_forward_does_not_read_tensors_on_the_host(layout):
             for m in module.modules():
                 if isinstance(m, QuantLinear):
                     m.alpha.fill_(-1.0)  # the projection runs too
-        with _no_host_reads():
+        with no_host_reads():
             module(x)
-    with _no_host_reads(), pytest.raises(AssertionError, match="read on the host"):
+    with no_host_reads(), pytest.raises(AssertionError, match="read on the host"):
         bool(torch.ones(()))  # the guard itself works

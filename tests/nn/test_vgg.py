@@ -174,3 +174,36 @@ def test_quantize_false_gives_the_fp32_network():
     )
     assert not torch.equal(fp.features[1].layer(spikes), q.features[1].layer(spikes))
     assert q.features[1].layer.codes.unique().numel() == 3
+
+
+@pytest.mark.parametrize("backend", ["spikingjelly", "snntorch"])
+@pytest.mark.parametrize("quantize", [True, False])
+def test_blocks_call_their_neuron_modules(backend, quantize):
+    """SpikingJelly's monitors (forward hooks) see every neuron call: once per block on [T, B, ...] for SpikingJelly's
+    neurons, once per step for snnTorch's; each block's spikes are the neuron's own scan of the currents it got, from
+    a zero state, bit for bit; and no state is left in the neurons (a trained model deep-copies)."""
+    import copy
+
+    from spikingjelly.activation_based.monitor import InputMonitor, OutputMonitor
+
+    from quest_lightning.nn.neurons import QuantNeuron
+
+    torch.manual_seed(0)
+    model = SpikingVGG(**SMALL, backend=backend, quantize=quantize, threshold=0.3)
+    outputs = OutputMonitor(model, QuantNeuron, lambda out: (out[0] if isinstance(out, tuple) else out).detach())
+    inputs = InputMonitor(model, QuantNeuron, lambda x: (x[0] if isinstance(x, tuple) else x).detach())
+    model(_images()).sum().backward()
+    blocks = [*model.features, *model.classifier]
+    per_block = 1 if backend == "spikingjelly" else 3  # T = 3 calls of snnTorch's single-step Leaky
+    assert len(outputs.records) == len(inputs.records) == per_block * len(blocks)
+    for i, block in enumerate(blocks):
+        got = torch.cat(outputs.records[i * per_block : (i + 1) * per_block]).view(3, 2, -1)
+        currents = torch.stack(inputs.records[i * per_block : (i + 1) * per_block]).view(3, 2, -1)
+        assert torch.equal(got, block.neuron.multi_step(currents)[0].detach())
+        assert 0 < float(got.mean()) < 1
+    for _, neuron in spiking_neurons(model):
+        state = neuron.v if backend == "spikingjelly" else neuron.mem
+        assert not isinstance(state, torch.Tensor) or state.grad_fn is None
+    copy.deepcopy(model)
+    outputs.remove_hooks()
+    inputs.remove_hooks()

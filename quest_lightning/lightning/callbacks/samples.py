@@ -6,11 +6,11 @@ called with, through a forward pre-hook that keeps three Python ints per layer (
 synchronisation): the rows it met (time steps × samples), the time steps (the time axis of a multi-step call, or 1
 per call of a single-step loop) and the calls. Per batch, a layer's samples are its rows over its time steps, and the
 batch's samples are the fewest any layer met (a layer applied to ``N`` vectors per sample meets ``N`` times as many).
-The layout rule is the layers' own (:meth:`~quest_lightning.nn.layers.QuantLayerMixin.is_multi_step`).
+The layout rule is the layers' own (:meth:`~quest_lightning.nn.layer_input.LayerInputMixin.is_multi_step`).
 
 The same hooks give what the layers' recording cannot: the recording of a synaptic layer that is not
 quest-lightning's (a plain ``nn.Conv2d``, ``nn.Conv1d`` or ``nn.Linear``, counted as a full-precision layer with the
-layers' own :meth:`~quest_lightning.nn.layers.QuantLayerMixin.record_input`), the order in which the network calls
+layers' own :meth:`~quest_lightning.nn.layer_input.LayerInputMixin.record_input`), the order in which the network calls
 its layers, and, on a batch that ends with padded samples (DDP), the recording of the real samples only (the
 neurons' too).
 """
@@ -28,7 +28,8 @@ from torch.utils.data import DistributedSampler
 
 from quest_lightning.metrics import LayerGeometry
 from quest_lightning.nn.inspect import spiking_neurons, synaptic_layers
-from quest_lightning.nn.layers import INPUT_KINDS, QuantLayerMixin
+from quest_lightning.nn.layer_input import INPUT_KINDS
+from quest_lightning.nn.layers import QuantLayerMixin
 from quest_lightning.summary import SkippedLayer
 
 __all__ = ["ForeignRecording", "LayerTaps", "loader_of", "loader_padding", "loaders_of", "padding_note"]
@@ -39,7 +40,7 @@ _SYNAPTIC = (nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear)
 class ForeignRecording(QuantLayerMixin):
     """The recording of a synaptic layer that is not quest-lightning's: a plain ``nn.Conv2d``, ``nn.Conv1d`` or
     ``nn.Linear`` (SpikingJelly's ``layer.Conv2d`` too), recorded by the layers' own
-    :meth:`~quest_lightning.nn.layers.QuantLayerMixin.record_input` (same counts, same layout rule: the wrapped
+    :meth:`~quest_lightning.nn.layer_input.LayerInputMixin.record_input` (same counts, same layout rule: the wrapped
     layer's ``step_mode`` when it has one). Its ``input_kind`` is the layer's ``input_kind`` attribute, when the user
     sets one (``"auto"``, ``"spikes"`` or ``"analog"``)."""
 

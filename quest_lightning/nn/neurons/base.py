@@ -97,6 +97,13 @@ class QuantNeuron(nn.Module):
         """Whether the membrane decays between steps (:math:`\\lambda < 1`)."""
         return self.params.leaky
 
+    @property
+    def called_per_step(self) -> bool:
+        """Whether a network calls this neuron module once per time step on ``[B, ...]`` (a SpikingJelly neuron with
+        ``step_mode="s"``, snnTorch's ``Leaky``) rather than once on the whole ``[T, B, ...]`` sequence (a multi-step
+        neuron: SpikingJelly's ``step_mode="m"``, a registered back-end's)."""
+        return getattr(self, "step_mode", "m") == "s"
+
     def share_scale_with(self, layer: QuantLayerMixin) -> QuantNeuron:
         """Quantize the membrane with ``layer``'s :math:`\\alpha` and grid (MINT's shared scale). Returns ``self``.
 

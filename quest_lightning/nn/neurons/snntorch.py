@@ -183,6 +183,11 @@ class QuantLeaky(QuantNeuron, snn.Leaky):
             raise ValueError(f"reset_mechanism={value!r} is unknown: use 'subtract', 'zero' or 'none'.")
         self.reset_mode = _RESETS[value]
 
+    @property
+    def called_per_step(self) -> bool:
+        """Always: snnTorch's ``Leaky`` takes one time step per call."""
+        return True
+
     def reset_mem(self) -> Tensor:
         """Zero this neuron's membrane and return it (``snn.Leaky.reset_mem``; ``snntorch.utils.reset(net)`` zeroes
         every ``Leaky`` in the process)."""
