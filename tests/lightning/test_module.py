@@ -84,7 +84,7 @@ def test_vgg_config_holds_exactly_the_options_of_spiking_vgg():
     params = inspect.signature(SpikingVGG.__init__).parameters
     options = {n: p.default for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "device_spec"}
     assert VGGConfig().options() == options
-    assert set(VGGConfig.field_names()) == {"arch", *options}
+    assert set(VGGConfig.field_names()) == {"arch", "fc", *options}  # fc: SpikingVGG's positional argument
 
 
 def test_vgg_config_builds_the_named_network():
@@ -97,6 +97,25 @@ def test_vgg_config_builds_the_named_network():
         torch.testing.assert_close(a, b, msg=name)
     assert VGGConfig.from_value({"bits": 3, "neuron": "lif"}) == VGGConfig(bits=3, neuron="lif")
     assert VGGConfig.from_value(None) == VGGConfig()
+
+
+def test_vgg_config_narrows_the_hidden_layers():
+    """``fc`` replaces the architecture's hidden widths (VGG6's 4096, 4096) and keeps its convolutions; a checkpoint
+    stores it as a plain list, and a bad width is refused."""
+    torch.manual_seed(0)
+    built = VGGConfig(fc=[64]).build()
+    torch.manual_seed(0)
+    direct = SpikingVGG([64, "P", 128, 128, "P"], [64])
+    assert repr(built) == repr(direct)
+    widths = [m.weight.shape for m in built.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [(64, 128 * 8 * 8), (10, 64)]
+    config = VGGConfig(fc=[64])
+    assert config.to_dict()["fc"] == [64] and VGGConfig().to_dict()["fc"] is None
+    assert VGGConfig.from_value(config.to_dict()) == config and hash(config) == hash(VGGConfig(fc=(64,)))
+    assert QuestVGG(network={"fc": [64]}).hparams["network"]["fc"] == [64]
+    for bad in ([0], [64, -1], [1.5]):
+        with pytest.raises(ValueError, match=r"model\.network\.fc: fc=.* must be positive integer widths"):
+            QuestVGG(network={"fc": bad})
 
 
 @pytest.mark.parametrize(
