@@ -13,6 +13,7 @@ Optimizer and schedule default to the QUEST recipe: Adam, lr 1e-3, weight decay 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -26,6 +27,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from quest_lightning.nn.encoders import check_timesteps, make_encoder
 from quest_lightning.nn.inspect import quantized_layers, spiking_neurons
 from quest_lightning.nn.neurons import backend_of
+
+TRAIN_ACCURACY_KEY = "quest_train_accuracy"
+"""Where a checkpoint keeps the training accuracy's partial sums of the epoch in flight, with that epoch."""
 
 
 def _describe(model: nn.Module) -> dict[str, Any]:
@@ -100,6 +104,8 @@ class QuestModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self._saved_train_acc: dict[str, Any] | None = None  # a resumed fit's partial sums, until its epoch runs
+        self._train_acc_restored = False
 
     @property
     def hparams_initial(self) -> AttributeDict:
@@ -147,15 +153,50 @@ class QuestModule(pl.LightningModule):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        self._restore_train_accuracy()
         return self._shared_step(batch, "train")
 
     def on_train_epoch_end(self) -> None:
         # Computed here, in the module's hook, on every rank at the same point. A Metric logged from training_step is
         # computed (a collective under DDP) by the progress bar on rank zero alone, in the middle of the callbacks'
         # on_train_epoch_end hooks, where it would pair with another callback's collective on the other ranks.
-        if self.train_acc.update_called:  # an epoch without training batches has no accuracy to log
-            self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self._restore_train_accuracy()
+        if self.train_acc.update_called or self._train_acc_restored:  # an epoch without batches has no accuracy
+            with warnings.catch_warnings():  # restored sums, no update in this process
+                warnings.filterwarnings("ignore", message=r".*was called before the ``update`` method.*")
+                self.log("train/acc", self.train_acc.compute(), prog_bar=True)
         self.train_acc.reset()
+        self._train_acc_restored = False
+
+    # --- resuming -------------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the training accuracy's sums of the epoch in flight, over all ranks, with their epoch (a collective
+        under DDP: Lightning builds the checkpoint on every rank)."""
+        metric = self.train_acc
+        with metric.sync_context(should_sync=metric.sync_on_compute):
+            states = {name: getattr(metric, name).detach().cpu().clone() for name in metric._defaults}
+        checkpoint[TRAIN_ACCURACY_KEY] = {"epoch": self.current_epoch, "states": states}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A fit resumed from ``checkpoint`` goes on with its training accuracy's partial sums, if it goes on in their
+        epoch (a fresh fit of a module loaded with ``load_from_checkpoint`` starts from zero)."""
+        trainer = self._trainer
+        resuming = trainer is not None and trainer.state.fn == "fit"
+        self._saved_train_acc = checkpoint.get(TRAIN_ACCURACY_KEY) if resuming else None
+
+    def _restore_train_accuracy(self) -> None:
+        """Apply the saved partial sums at the first training step or epoch end after a resume, when the run is in
+        their epoch (else they are dropped: a restored sum is never folded into another epoch). Rank 0 gets the sums
+        over all ranks and the others start from zero, so that the next sync counts them once."""
+        saved, self._saved_train_acc = self._saved_train_acc, None
+        if saved is None or int(saved["epoch"]) != self.current_epoch:
+            return
+        metric = self.train_acc
+        metric.reset()
+        if self.global_rank == 0:
+            for name, value in saved["states"].items():
+                setattr(metric, name, value.to(getattr(metric, name).device))
+        self._train_acc_restored = True
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "val")

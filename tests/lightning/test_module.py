@@ -1,6 +1,7 @@
 """QuestModule: hyperparameters reach the logger, the loss options, the default schedule, and bad arguments;
 QuestVGG and its network config."""
 
+import csv
 import inspect
 
 import lightning.pytorch as pl
@@ -8,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
+from quest_lightning.lightning.data import DeviceBatchLoader
 from quest_lightning.lightning.module import QuestModule
 from quest_lightning.lightning.vgg_module import QuestVGG, VGGConfig
 from quest_lightning.nn import SpikingVGG, spiking_vgg
@@ -153,3 +156,32 @@ def test_checkpoint_keeps_the_arguments_and_loggers_get_the_description(tmp_path
     with torch.no_grad():
         expected = (module(x).mean(0).argmax(1) == y).float().mean()
     torch.testing.assert_close(trainer.callback_metrics["train/acc"], expected)
+
+
+def _train_accuracy_per_epoch(folder, ckpt_path=None, checkpoints=None):
+    """Fit 2 epochs of 4 batches from a stateful loader (a resumed run gets the batches the uninterrupted one did)
+    with, given ``checkpoints``, a checkpoint there after every step; the train/acc logged for each epoch."""
+    pl.seed_everything(0, verbose=False)
+    g = torch.Generator().manual_seed(0)
+    loader = DeviceBatchLoader(torch.rand(32, 1, 8, 8, generator=g), torch.randint(0, 10, (32,), generator=g), 8)
+    every_step = [ModelCheckpoint(checkpoints, "{step}", every_n_train_steps=1, save_top_k=-1)] if checkpoints else []
+    logger = CSVLogger(folder)
+    trainer = pl.Trainer(
+        max_epochs=2, logger=logger, callbacks=every_step, enable_checkpointing=bool(every_step),
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+    )  # fmt: skip
+    trainer.fit(QuestModule(_net(), timesteps=2, lr=0.05), loader, ckpt_path=ckpt_path)
+    with open(f"{logger.log_dir}/metrics.csv") as f:
+        return {int(r["epoch"]): float(r["train/acc"]) for r in csv.DictReader(f) if r.get("train/acc")}
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers")
+@pytest.mark.parametrize(("step", "epochs"), [(2, [0, 1]), (4, [1])])
+def test_a_resumed_fit_logs_the_training_accuracy_of_whole_epochs(tmp_path, step, epochs):
+    """A checkpoint holds the training accuracy's partial sums with their epoch. Resumed mid-epoch (step 2 of 4),
+    epoch 0's train/acc still covers its first two batches; resumed from the last batch of epoch 0 (step 4, no
+    validation: Lightning goes on with epoch 1 without epoch 0's end), epoch 0's sums are not folded into epoch 1's."""
+    full = _train_accuracy_per_epoch(tmp_path / "full", checkpoints=tmp_path / "ckpt")
+    assert sorted(full) == [0, 1]
+    resumed = _train_accuracy_per_epoch(tmp_path / "resumed", ckpt_path=tmp_path / "ckpt" / f"step={step}.ckpt")
+    assert resumed == {e: full[e] for e in epochs}
