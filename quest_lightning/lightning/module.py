@@ -24,6 +24,7 @@ from lightning.fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from quest_lightning.lightning.callbacks.resume import validate_after_resume
 from quest_lightning.nn.encoders import check_timesteps, make_encoder
 from quest_lightning.nn.inspect import quantized_layers, spiking_neurons
 from quest_lightning.nn.neurons import backend_of
@@ -179,8 +180,11 @@ class QuestModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A fit resumed from ``checkpoint`` goes on with its training accuracy's partial sums, if it goes on in their
-        epoch (a fresh fit of a module loaded with ``load_from_checkpoint`` starts from zero)."""
+        epoch (a fresh fit of a module loaded with ``load_from_checkpoint`` starts from zero), and validates the epoch
+        whose last training batch the checkpoint was written after
+        (:func:`~quest_lightning.lightning.callbacks.resume.validate_after_resume`)."""
         trainer = self._trainer
+        validate_after_resume(trainer, checkpoint)
         resuming = trainer is not None and trainer.state.fn == "fit"
         self._saved_train_acc = checkpoint.get(TRAIN_ACCURACY_KEY) if resuming else None
 

@@ -158,9 +158,10 @@ def test_checkpoint_keeps_the_arguments_and_loggers_get_the_description(tmp_path
     torch.testing.assert_close(trainer.callback_metrics["train/acc"], expected)
 
 
-def _train_accuracy_per_epoch(folder, ckpt_path=None, checkpoints=None):
-    """Fit 2 epochs of 4 batches from a stateful loader (a resumed run gets the batches the uninterrupted one did)
-    with, given ``checkpoints``, a checkpoint there after every step; the train/acc logged for each epoch."""
+def _train_accuracy_per_epoch(folder, ckpt_path=None, checkpoints=None, validate=False):
+    """Fit 2 epochs of 4 batches from a stateful loader (a resumed run gets the batches the uninterrupted one did),
+    validating on them when ``validate``, with, given ``checkpoints``, a checkpoint there after every step; the
+    train/acc logged for each epoch."""
     pl.seed_everything(0, verbose=False)
     g = torch.Generator().manual_seed(0)
     loader = DeviceBatchLoader(torch.rand(32, 1, 8, 8, generator=g), torch.randint(0, 10, (32,), generator=g), 8)
@@ -170,18 +171,20 @@ def _train_accuracy_per_epoch(folder, ckpt_path=None, checkpoints=None):
         max_epochs=2, logger=logger, callbacks=every_step, enable_checkpointing=bool(every_step),
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
     )  # fmt: skip
-    trainer.fit(QuestModule(_net(), timesteps=2, lr=0.05), loader, ckpt_path=ckpt_path)
+    trainer.fit(QuestModule(_net(), timesteps=2, lr=0.05), loader, loader if validate else None, ckpt_path=ckpt_path)
     with open(f"{logger.log_dir}/metrics.csv") as f:
         return {int(r["epoch"]): float(r["train/acc"]) for r in csv.DictReader(f) if r.get("train/acc")}
 
 
 @pytest.mark.filterwarnings("ignore:.*does not have many workers")
-@pytest.mark.parametrize(("step", "epochs"), [(2, [0, 1]), (4, [1])])
-def test_a_resumed_fit_logs_the_training_accuracy_of_whole_epochs(tmp_path, step, epochs):
+@pytest.mark.parametrize(("step", "validate", "epochs"), [(2, False, [0, 1]), (4, False, [1]), (4, True, [0, 1])])
+def test_a_resumed_fit_logs_the_training_accuracy_of_whole_epochs(tmp_path, step, validate, epochs):
     """A checkpoint holds the training accuracy's partial sums with their epoch. Resumed mid-epoch (step 2 of 4),
-    epoch 0's train/acc still covers its first two batches; resumed from the last batch of epoch 0 (step 4, no
-    validation: Lightning goes on with epoch 1 without epoch 0's end), epoch 0's sums are not folded into epoch 1's."""
-    full = _train_accuracy_per_epoch(tmp_path / "full", checkpoints=tmp_path / "ckpt")
+    epoch 0's train/acc still covers its first two batches. Resumed from the last batch of epoch 0 (step 4) with
+    validation, the fit validates epoch 0 and ends it first, logging its train/acc over all its batches; without
+    validation Lightning goes on with epoch 1 (without epoch 0's end), and epoch 0's sums are not folded into it."""
+    full = _train_accuracy_per_epoch(tmp_path / "full", checkpoints=tmp_path / "ckpt", validate=validate)
     assert sorted(full) == [0, 1]
-    resumed = _train_accuracy_per_epoch(tmp_path / "resumed", ckpt_path=tmp_path / "ckpt" / f"step={step}.ckpt")
+    ckpt = tmp_path / "ckpt" / f"step={step}.ckpt"
+    resumed = _train_accuracy_per_epoch(tmp_path / "resumed", ckpt_path=ckpt, validate=validate)
     assert resumed == {e: full[e] for e in epochs}

@@ -25,6 +25,7 @@ from quest_lightning.lightning.callbacks.activity_counts import ActivitySettings
 from quest_lightning.lightning.callbacks.base import CONFIGURED, DEFAULT, run_dir
 from quest_lightning.lightning.callbacks.counts import RunCounts
 from quest_lightning.lightning.callbacks.pricing import DevicePricer, pattern_arg, states_arg
+from quest_lightning.lightning.callbacks.resume import validate_after_resume
 from quest_lightning.lightning.callbacks.stages import TransitionSettings
 from quest_lightning.nn.inspect import require_quantized_layers, spiking_neurons
 from quest_lightning.summary import SUMMARY_FILE, CmosReference, DevicePricing, RunSummary, write_summary
@@ -267,6 +268,9 @@ class DeviceEnergyCallback(DevicePricer, Callback):
         _write(self.summary_path, self.run_summary())
 
     # --- checkpoint -------------------------------------------------------------------------------------------------
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        validate_after_resume(trainer, checkpoint)  # an epoch's last batch: its validation runs, as it did
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"pricing": None if self._pricing is None else self._pricing.to_dict()}
         if self.counts is None:
