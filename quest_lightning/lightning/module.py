@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from lightning.fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from quest_lightning.lightning.callbacks.resume import validate_after_resume
+from quest_lightning.lightning.callbacks.samples import loader_of, loader_padding
 from quest_lightning.nn.encoders import check_timesteps, make_encoder
 from quest_lightning.nn.inspect import quantized_layers, spiking_neurons
 from quest_lightning.nn.neurons import backend_of
@@ -45,6 +47,34 @@ def _describe(model: nn.Module) -> dict[str, Any]:
         info["threshold"] = n.threshold
         info["backend"] = backend_of(n)
     return info
+
+
+class SampleMean(Metric):
+    r"""The mean of a per-sample value (a loss) over the samples of every rank, from each batch's mean and its
+    samples, summed in float64 whatever the precision (``torchmetrics.MeanMetric`` casts its inputs to the default
+    dtype of its construction).
+
+    .. math::
+        \bar\ell = \frac{\sum_b n_b \bar\ell_b}{\sum_b n_b}
+
+    over the batches :math:`b` of every rank, :math:`n_b` real samples each.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, mean: Tensor, samples: int) -> None:
+        """Add a batch: ``mean`` (a scalar tensor) over ``samples`` samples."""
+        self.total += mean.detach().to(torch.float64) * samples
+        self.samples += samples
+
+    def compute(self) -> Tensor:
+        """The mean over every sample added (float64; NaN before any)."""
+        return self.total / self.samples
 
 
 class QuestModule(pl.LightningModule):
@@ -105,6 +135,7 @@ class QuestModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss, self.test_loss = SampleMean(), SampleMean()  # over the real samples of all ranks
         self._saved_train_acc: dict[str, Any] | None = None  # a resumed fit's partial sums, until its epoch runs
         self._train_acc_restored = False
 
@@ -130,32 +161,89 @@ class QuestModule(pl.LightningModule):
         """Encode ``x`` (``[B, ...]``) over ``T`` steps and return the readout per step, ``[T, B, classes]``."""
         return self.model(self.encoder(x))
 
-    def _loss(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _loss(
+        self, out: Tensor, y: Tensor, real: int | None = None, scale: float | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The batch's loss and its mean readout (the logits, ``[B, classes]``).
+
+        Without ``real`` and ``scale``: the mean of the per-sample losses :math:`\\ell_i` over the batch. With them,
+        the last ``B - real`` samples are padding and the loss is :math:`s \\sum_{i < \\text{real}} \\ell_i`, with
+        :math:`s` = ``scale``, by default :math:`1 / \\text{real}` (the mean over the real samples).
+        """
         if out.dim() < 3 or out.shape[0] != self.timesteps:
             raise ValueError(
                 f"the model returned shape {tuple(out.shape)}; QuestModule expects [T={self.timesteps}, B, classes]."
             )
         logits = out.mean(0)
         smoothing = self.hparams.label_smoothing
-        if self.hparams.loss == "per_step":
-            loss = F.cross_entropy(out.flatten(0, 1), y.repeat(out.shape[0]), label_smoothing=smoothing)
+        per_step = self.hparams.loss == "per_step"
+        if real is None and scale is None:
+            if per_step:
+                loss = F.cross_entropy(out.flatten(0, 1), y.repeat(out.shape[0]), label_smoothing=smoothing)
+            else:
+                loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+            return loss, logits
+        if per_step:
+            losses = F.cross_entropy(
+                out.flatten(0, 1), y.repeat(out.shape[0]), reduction="none", label_smoothing=smoothing
+            )
+            losses = losses.view(out.shape[0], -1).mean(0)
         else:
-            loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-        return loss, logits
+            losses = F.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing)
+        real = y.shape[0] if real is None else real
+        scale = (1.0 / real if real else 0.0) if scale is None else scale
+        return losses[:real].sum() * scale, logits
 
-    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+    def _padding(self, stage: str, batch: int, dataloader_idx: int, size: int) -> tuple[int, float | None]:
+        """The padded samples at the end of this batch of ``size`` (``padded_in_batch``/``padding`` of its loader,
+        as the callbacks read them), and for a training step under DDP whose ranks hold different numbers of real
+        samples, the scale that makes the step's gradient the mean over its real samples. DDP averages the ranks'
+        gradients, so rank :math:`r` takes
+
+        .. math::
+            L_r = \\frac{W}{N_\\text{step}} \\sum_{i \\in r,\\ \\text{real}} \\ell_i
+
+        with :math:`W` ranks and :math:`N_\\text{step}` the real samples of the step on all ranks (the loader's
+        ``real_in_step``). ``(0, None)`` outside a Trainer; the scale is ``None`` when every rank holds the same number
+        of real samples (their mean is that scale already) or the loader cannot tell."""
+        trainer = self._trainer
+        if trainer is None:
+            return 0, None
+        loader = loader_of(trainer, stage, dataloader_idx)
+        padded = loader_padding(loader, batch)
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        in_step = getattr(loader, "real_in_step", None)
+        if stage != "train" or world == 1 or not callable(in_step):
+            return padded, None
+        total = int(in_step(batch))
+        return padded, None if total in (0, world * (size - padded)) else world / total
+
+    def _shared_step(self, batch: Any, stage: str, batch_idx: int = 0, dataloader_idx: int = 0) -> Tensor:
         x, y = batch
-        loss, logits = self._loss(self(x), y)
+        out = self(x)
+        padded, scale = self._padding(stage, batch_idx, dataloader_idx, y.shape[0])
+        real = y.shape[0] - padded
+        if padded or scale is not None:  # padding left out of the loss, the accuracy and the logged figures
+            loss, logits = self._loss(out, y, real, scale)
+        else:
+            loss, logits = self._loss(out, y)
+        if real == 0:  # a batch that is padding only: nothing to count, a zero loss to take part in the step
+            return loss
         acc = getattr(self, f"{stage}_acc")
-        acc(logits, y)
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", sync_dist=stage != "train", batch_size=y.shape[0])
-        if stage != "train":  # the training accuracy is logged in on_train_epoch_end
-            self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        acc(logits[:real], y[:real])
+        if stage == "train":  # this rank's mean over its real samples
+            shown = loss.detach() / (scale * real) if scale is not None else loss
+            self.log("train/loss", shown, prog_bar=True, batch_size=real)
+        else:  # the means over the real samples of every rank, whatever their split (torchmetrics sums them)
+            mean = getattr(self, f"{stage}_loss")
+            mean.update(loss, real)
+            self.log(f"{stage}/loss", mean, prog_bar=stage != "test", on_step=False, on_epoch=True)
+            self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         self._restore_train_accuracy()
-        return self._shared_step(batch, "train")
+        return self._shared_step(batch, "train", batch_idx)
 
     def on_train_epoch_end(self) -> None:
         # Computed here, in the module's hook, on every rank at the same point. A Metric logged from training_step is
@@ -202,11 +290,11 @@ class QuestModule(pl.LightningModule):
                 setattr(metric, name, value.to(getattr(metric, name).device))
         self._train_acc_restored = True
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._shared_step(batch, "val", batch_idx, dataloader_idx)
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._shared_step(batch, "test", batch_idx, dataloader_idx)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -1,6 +1,7 @@
 """QuestModule: hyperparameters reach the logger, the loss options, the default schedule, and bad arguments;
 QuestVGG and its network config."""
 
+import copy
 import csv
 import inspect
 
@@ -14,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from quest_lightning.lightning.data import DeviceBatchLoader
-from quest_lightning.lightning.module import QuestModule
+from quest_lightning.lightning.module import QuestModule, SampleMean
 from quest_lightning.lightning.vgg_module import QuestVGG, VGGConfig
 from quest_lightning.nn import SpikingVGG, spiking_vgg
 
@@ -188,3 +189,46 @@ def test_a_resumed_fit_logs_the_training_accuracy_of_whole_epochs(tmp_path, step
     ckpt = tmp_path / "ckpt" / f"step={step}.ckpt"
     resumed = _train_accuracy_per_epoch(tmp_path / "resumed", ckpt_path=ckpt, validate=validate)
     assert resumed == {e: full[e] for e in epochs}
+
+
+def test_padded_samples_are_left_out_of_the_loss_and_the_accuracy(tmp_path):
+    """Rank 1's shard of 9 samples over 2 ranks (positions 1, 3, 5, 7 and 9, which repeats sample 0), run in one
+    process: the training step's loss, its gradient, train/acc, val/loss and val/acc are those of the 4 real samples,
+    computed here by hand."""
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(9, 1, 8, 8, generator=g), torch.randint(0, 10, (9,), generator=g)
+    shard = DeviceBatchLoader(images, labels, batch_size=5, rank=1, world_size=2)
+    assert [shard.padded_in_batch(0), len(shard)] == [1, 1]
+    module = QuestModule(_net(), timesteps=2, optimizer="sgd", lr=0.5, momentum=0.0, weight_decay=0.0, schedule="none")
+    by_hand = copy.deepcopy(module)
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(module, shard, shard)
+    x, y = images[[1, 3, 5, 7]], labels[[1, 3, 5, 7]]
+    before = by_hand(x).mean(0)
+    F.cross_entropy(before, y).backward()
+    with torch.no_grad():
+        for p in by_hand.parameters():
+            if p.grad is not None:
+                p -= 0.5 * p.grad
+        after = by_hand(x).mean(0)
+    for (name, a), (_, b) in zip(module.model.state_dict().items(), by_hand.model.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    metrics = trainer.callback_metrics
+    assert float(metrics["train/acc"]) == (before.argmax(1) == y).float().mean().item()
+    assert float(metrics["val/acc"]) == (after.argmax(1) == y).float().mean().item()
+    torch.testing.assert_close(float(metrics["val/loss"]), F.cross_entropy(after, y).item())
+
+
+def test_sample_mean_weighs_batches_by_their_samples_in_float64():
+    """The validation and test loss: batch means weighted by their samples, summed in float64 even from float32
+    means (torchmetrics' MeanMetric casts them to float32)."""
+    means = torch.tensor([2.2902575, 2.3025851, 1.0e-3], dtype=torch.float32)
+    samples = [8, 1, 3]
+    metric = SampleMean()
+    for mean, n in zip(means, samples, strict=True):
+        metric.update(mean, n)
+    expected = sum(float(m) * n for m, n in zip(means.tolist(), samples, strict=True)) / sum(samples)
+    assert metric.compute().dtype == torch.float64 and metric.compute().item() == expected

@@ -275,8 +275,9 @@ class _Hook:
 
 # --- padded samples -------------------------------------------------------------------------------------------------
 def loaders_of(trainer: Any, stage: str) -> list[Any]:
-    """The train or val dataloaders in use, in order (empty when there are none)."""
-    loaders = trainer.train_dataloader if stage == "train" else trainer.val_dataloaders
+    """The train, val or test dataloaders in use, in order (empty when there are none)."""
+    loaders = {"train": "train_dataloader", "val": "val_dataloaders", "test": "test_dataloaders"}[stage]
+    loaders = getattr(trainer, loaders)
     if loaders is None:
         return []
     if isinstance(loaders, dict):
@@ -285,7 +286,7 @@ def loaders_of(trainer: Any, stage: str) -> list[Any]:
 
 
 def loader_of(trainer: Any, stage: str, dataloader_idx: int = 0) -> Any:
-    """The train or val dataloader ``dataloader_idx`` in use (``None`` when there is none)."""
+    """The train, val or test dataloader ``dataloader_idx`` in use (``None`` when there is none)."""
     loaders = loaders_of(trainer, stage)
     return loaders[dataloader_idx] if dataloader_idx < len(loaders) else None
 
