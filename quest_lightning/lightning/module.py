@@ -8,6 +8,12 @@ It owns the number of time steps ``T`` and the input encoder, and computes the l
 Optimizer and schedule default to the QUEST recipe: Adam, lr 1e-3, weight decay 1e-4, the learning rate divided by
 10 at 50 % and 75 % of the epochs. ``optimizer="adamw"`` gives decoupled weight decay and ``"sgd"`` momentum SGD;
 ``schedule="cosine"`` or ``"none"`` replace the steps.
+
+Padded samples (the repeats a DDP loader adds so that every rank gets as many batches, reported by its
+``padded_in_batch`` or ``padding``) are left out of the loss, the accuracies and the validation and test losses; under
+DDP each rank's loss is weighted by its real samples so that a step's gradient is one process's mean over them. A
+checkpoint holds the training accuracy's sums of the epoch in flight, and a fit resumed after an epoch's last
+training batch validates that epoch first (see ``docs/recipes.md``, "What a resume restores").
 """
 
 from __future__ import annotations
