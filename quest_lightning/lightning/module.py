@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from quest_lightning.lightning.callbacks.resume import validate_after_resume
+from quest_lightning.lightning.callbacks.resume import global_rng_states, set_global_rng_states, validate_after_resume
 from quest_lightning.lightning.callbacks.samples import loader_of, loader_padding
 from quest_lightning.nn.encoders import check_timesteps, make_encoder
 from quest_lightning.nn.inspect import quantized_layers, spiking_neurons
@@ -39,6 +39,8 @@ from quest_lightning.nn.neurons import backend_of
 
 TRAIN_ACCURACY_KEY = "quest_train_accuracy"
 """Where a checkpoint keeps the training accuracy's partial sums of the epoch in flight, with that epoch."""
+RNG_KEY = "quest_rng_states"
+"""Where a checkpoint keeps every rank's global random generator states."""
 
 
 def _describe(model: nn.Module) -> dict[str, Any]:
@@ -143,6 +145,7 @@ class QuestModule(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss, self.test_loss = SampleMean(), SampleMean()  # over the real samples of all ranks
         self._saved_train_acc: dict[str, Any] | None = None  # a resumed fit's partial sums, until its epoch runs
+        self._saved_rng: dict[str, Any] | None = None  # a resumed fit's generator states, until its first step
         self._train_acc_restored = False
 
     @property
@@ -248,6 +251,7 @@ class QuestModule(pl.LightningModule):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        self._restore_rng()
         self._restore_train_accuracy()
         return self._shared_step(batch, "train", batch_idx)
 
@@ -271,6 +275,7 @@ class QuestModule(pl.LightningModule):
         with metric.sync_context(should_sync=metric.sync_on_compute):
             states = {name: getattr(metric, name).detach().cpu().clone() for name in metric._defaults}
         checkpoint[TRAIN_ACCURACY_KEY] = {"epoch": self.current_epoch, "states": states}
+        checkpoint[RNG_KEY] = global_rng_states(self._trainer, self.device)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A fit resumed from ``checkpoint`` goes on with its training accuracy's partial sums, if it goes on in their
@@ -281,6 +286,15 @@ class QuestModule(pl.LightningModule):
         validate_after_resume(trainer, checkpoint)
         resuming = trainer is not None and trainer.state.fn == "fit"
         self._saved_train_acc = checkpoint.get(TRAIN_ACCURACY_KEY) if resuming else None
+        self._saved_rng = checkpoint.get(RNG_KEY) if resuming else None
+
+    def _restore_rng(self) -> None:
+        """Set the global generators back to the checkpoint's at the first step after a resume (a training step, or
+        the validation a resume after an epoch's last batch runs first; not Lightning's sanity check, which the
+        uninterrupted run did not run there), so that dropout masks and random encoders draw what they drew."""
+        if self._saved_rng is not None and not self.trainer.sanity_checking:
+            saved, self._saved_rng = self._saved_rng, None
+            set_global_rng_states(saved, self._trainer, self.device)
 
     def _restore_train_accuracy(self) -> None:
         """Apply the saved partial sums at the first training step or epoch end after a resume, when the run is in
@@ -297,6 +311,7 @@ class QuestModule(pl.LightningModule):
         self._train_acc_restored = True
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._restore_rng()
         self._shared_step(batch, "val", batch_idx, dataloader_idx)
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -14,13 +14,18 @@ Lightning restores the loops; it changes nothing when the validation was not due
 validation data or steps, ``check_val_every_n_epoch`` skipping it, ``val_check_interval`` other than ``1.0``), nor for
 any other checkpoint. A plateau scheduler is not stepped at the end of that epoch (Lightning does not step one in an
 epoch it resumes into).
+
+:func:`global_rng_states` and :func:`set_global_rng_states` keep the global random generators of every rank in a
+checkpoint and set them back, for what draws from them (dropout masks, a rate encoder).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["validate_after_resume"]
+import torch
+
+__all__ = ["global_rng_states", "set_global_rng_states", "validate_after_resume"]
 
 
 def _validation_due(trainer: Any, epoch: int) -> bool:
@@ -77,4 +82,36 @@ def validate_after_resume(trainer: Any, checkpoint: dict[str, Any]) -> bool:
     served.update(ready=n + 1, started=n + 1, processed=n, completed=n)
     val["current"].update(ready=1, started=1, processed=0, completed=0)
     val["is_last_batch"] = False
+    return True
+
+
+def global_rng_states(trainer: Any, device: torch.device) -> dict[str, Any]:
+    """The global random generators' states of every rank: the CPU generator's and, on a CUDA ``device``, that
+    device's (what dropout masks and random encoders draw from). A collective under DDP (every rank calls it, as
+    when Lightning builds a checkpoint on every rank).
+
+    Returns:
+        ``{"world_size": W, "cpu": uint8 [W, n], "cuda": uint8 [W, m]}`` on the CPU (``"cuda"`` only on CUDA).
+    """
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    world = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
+    if world > 1:
+        gathered = {k: trainer.strategy.all_gather(v.to(device)).cpu() for k, v in states.items()}
+    else:
+        gathered = {k: v.unsqueeze(0) for k, v in states.items()}
+    return {"world_size": world, **gathered}
+
+
+def set_global_rng_states(saved: dict[str, Any], trainer: Any, device: torch.device) -> bool:
+    """Set this rank's global generators to ``saved`` (:func:`global_rng_states`) when the run has as many ranks as
+    the one that saved them. Returns whether they were set."""
+    world = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
+    if int(saved.get("world_size", 0)) != world:
+        return False
+    rank = int(getattr(trainer, "global_rank", 0) or 0)
+    torch.set_rng_state(saved["cpu"][rank].clone())
+    if "cuda" in saved and device.type == "cuda":
+        torch.cuda.set_rng_state(saved["cuda"][rank].clone(), device)
     return True
