@@ -274,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Subcommands:
         ``run [LAUNCHER OPTIONS] SCRIPT [ARGS]``: launch a training script (options as for ``fabric run``).
+        ``export CHECKPOINT|RUN_DIR --out DIR``: write a deployment bundle (:mod:`quest_lightning.deploy`).
         ``report RUN_DIR [--out-dir DIR] [--force]``: build the report of a finished run.
         ``doctor [--fix] [--bin-dir DIR]``: check that ``lightning`` is still ours (lightning-sdk replaces it).
 
@@ -288,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":
         return _run_command(argv[1:], prog="quest-lightning run")
+    if argv and argv[0] == "export":  # its own parser, imported only when asked for (it loads torch)
+        from quest_lightning.deploy.command import export_command
+
+        return export_command(argv[1:])
     parser = argparse.ArgumentParser(
         prog="quest-lightning", description="Quantized, energy-aware SNN training with PyTorch Lightning."
     )
@@ -297,6 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run",
         help="run a training script: run [--accelerator A] [--devices N] [--num-nodes N] [--precision P] "
         "[--strategy S] SCRIPT [ARGS] (see `quest-lightning run --help`)",
+    )
+    sub.add_parser(
+        "export",
+        help="write a deployment bundle (integer codes, thresholds, programming map): export CHECKPOINT|RUN_DIR "
+        "--out DIR (see `quest-lightning export --help`)",
     )
     report = sub.add_parser("report", help="build the report of a finished run", description="Build a run report.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="folder of the run")
