@@ -10,10 +10,10 @@ Optimizer and schedule default to the QUEST recipe: Adam, lr 1e-3, weight decay 
 ``schedule="cosine"`` or ``"none"`` replace the steps.
 
 Padded samples (the repeats a DDP loader adds so that every rank gets as many batches, reported by its
-``padded_in_batch`` or ``padding``) are left out of the loss, the accuracies and the validation and test losses; under
-DDP each rank's loss is weighted by its real samples so that a step's gradient is one process's mean over them. A
-checkpoint holds the training accuracy's sums of the epoch in flight, and a fit resumed after an epoch's last
-training batch validates that epoch first (see ``docs/recipes.md``, "What a resume restores").
+``padded_in_batch`` or ``padding``) are left out of the loss, the read-aware penalty, the accuracies and the validation
+and test losses; under DDP each rank's loss and penalty are weighted by its real samples so that a step's gradient is
+one process's mean over them. A checkpoint holds the training accuracy's sums of the epoch in flight, and a fit resumed
+after an epoch's last training batch validates that epoch first (see ``docs/recipes.md``, "What a resume restores").
 """
 
 from __future__ import annotations
@@ -253,15 +253,19 @@ class QuestModule(pl.LightningModule):
 
     def _shared_step(self, batch: Any, stage: str, batch_idx: int = 0, dataloader_idx: int = 0) -> Tensor:
         x, y = batch
-        out = self(x)
         padded, scale = self._padding(stage, batch_idx, dataloader_idx, y.shape[0])
         real = y.shape[0] - padded
+        reads = stage == "train" and self.energy_aware.knobs.read_weight > 0
+        if reads:
+            self.energy_aware.begin_step(exclude=padded)
+        out = self(x)
         if padded or scale is not None:  # padding left out of the loss, the accuracy and the logged figures
             loss, logits = self._loss(out, y, real, scale)
         else:
             loss, logits = self._loss(out, y)
+        penalty = self._read_penalty(real, scale) if reads else None  # added after train/loss is logged
         if real == 0:  # a batch that is padding only: nothing to count, a zero loss to take part in the step
-            return loss
+            return loss if penalty is None else loss + penalty
         acc = getattr(self, f"{stage}_acc")
         acc(logits[:real], y[:real])
         if stage == "train":  # this rank's mean over its real samples
@@ -272,17 +276,22 @@ class QuestModule(pl.LightningModule):
             mean.update(loss, real)
             self.log(f"{stage}/loss", mean, prog_bar=stage != "test", on_step=False, on_epoch=True)
             self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True)
-        return loss
+        return loss if penalty is None else loss + penalty
+
+    def _read_penalty(self, real: int, scale: float | None) -> Tensor:
+        """The read-aware penalty :math:`\\lambda_r R` of this step's forward pass over its ``real`` samples, logged
+        as ``train/read_penalty``; under DDP with ranks of different real samples, weighted as the loss is
+        (:meth:`_padding`), so that the step's gradient is that of the penalty over the real samples of all ranks:
+        :math:`\\frac{W n_r}{N_\\text{step}} \\lambda_r R_r`."""
+        penalty = self.energy_aware.penalty()
+        if real:
+            self.log("train/read_penalty", penalty.detach(), batch_size=real)
+        return penalty if scale is None else penalty * (scale * real)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         self._restore_rng()
         self._restore_train_accuracy()
-        loss = self._shared_step(batch, "train", batch_idx)
-        if self.energy_aware.knobs.read_weight > 0:
-            penalty = self.energy_aware.penalty().to(loss.device)
-            self.log("train/read_penalty", penalty.detach(), batch_size=batch[1].shape[0])
-            loss = loss + penalty
-        return loss
+        return self._shared_step(batch, "train", batch_idx)
 
     def on_train_epoch_end(self) -> None:
         # Computed here, in the module's hook, on every rank at the same point. A Metric logged from training_step is

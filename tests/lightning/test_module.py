@@ -296,3 +296,40 @@ def test_energy_aware_knobs_are_off_by_default_and_on_when_asked(tmp_path):
     for (name, a), (_, b) in zip(aware.model.named_modules(), loaded.model.named_modules(), strict=True):
         if getattr(a, "held_codes", None) is not None:
             assert torch.equal(a.held_codes, b.held_codes), name
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers")
+def test_the_read_penalty_leaves_padding_out_and_is_weighted_by_real_samples_under_ddp(monkeypatch):
+    """9 samples over 2 ranks, 5 per rank: rank 0 holds 5 real samples, rank 1 four and a repeat of sample 0. Each
+    rank's step runs in its own Trainer that reports 2 ranks (as DDP's does); the mean of the two ranks' updates
+    (what DDP applies, plain SGD) is that of one process's loss over the 9 real samples: their cross-entropy plus
+    the read penalty of their forward pass, computed here by hand. Each rank logs its penalty over its real
+    samples."""
+    monkeypatch.setattr(pl.Trainer, "world_size", property(lambda self: 2))
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(9, 1, 8, 8, generator=g), torch.randint(0, 10, (9,), generator=g)
+    kwargs = dict(timesteps=2, optimizer="sgd", lr=1.0, momentum=0.0, weight_decay=0.0, schedule="none", read_aware=2.0)
+    updates, logged = [], []
+    for rank in (0, 1):
+        shard = DeviceBatchLoader(images, labels, batch_size=5, rank=rank, world_size=2)
+        assert shard.padded_in_batch(0) == rank and shard.real_in_step(0) == 9
+        module = QuestModule(_net(), **kwargs)
+        before = copy.deepcopy(module.model.state_dict())
+        trainer = pl.Trainer(
+            max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, num_sanity_val_steps=0,
+        )  # fmt: skip
+        trainer.fit(module, shard)
+        updates.append({k: v - before[k] for k, v in module.model.state_dict().items()})
+        logged.append(float(trainer.callback_metrics["train/read_penalty"]))
+    by_hand = QuestModule(_net(), **kwargs)
+    penalties = []
+    for real in ([0, 2, 4, 6, 8], [1, 3, 5, 7]):
+        by_hand(images[real])
+        penalties.append(by_hand.energy_aware.penalty().item())
+    assert min(penalties) > 0 and logged == pytest.approx(penalties, rel=1e-6)
+    out = by_hand(images).mean(0)
+    (F.cross_entropy(out, labels) + by_hand.energy_aware.penalty()).backward()
+    for name, p in by_hand.model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close((updates[0][name] + updates[1][name]) / 2, -p.grad, msg=name)

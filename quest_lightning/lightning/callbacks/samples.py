@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
 from quest_lightning.metrics import LayerGeometry
-from quest_lightning.nn.inspect import spiking_neurons, synaptic_layers
+from quest_lightning.nn.inspect import spiking_neurons, synaptic_layers, without_padding
 from quest_lightning.nn.layers import INPUT_KINDS, QuantLayerMixin
 from quest_lightning.summary import SkippedLayer
 
@@ -195,18 +195,11 @@ class LayerTaps:
     def _layer_pre(self, tap: Tap, x: Tensor) -> None:
         lead = x.dim() - tap.feature_dims
         multi = tap.multi_step(x)
-        axis = 1 if multi and lead >= 2 else 0
         rows, steps = math.prod(x.shape[:lead]), (x.shape[0] if lead >= 1 else 1) if multi else 1
         pad = self.exclude
         if pad:
-            batch = x.shape[axis] if lead > axis else 1
-            if pad > batch:
-                raise ValueError(
-                    f"the loader reports {pad} padded samples at the end of this batch, but layer {tap.name!r} met a "
-                    f"batch of {batch}; padded samples must be the last ones of the batch they are in."
-                )
+            x, batch = without_padding(x, lead, multi, pad, tap.name)
             rows, steps = rows // batch * (batch - pad), steps if batch > pad else 0
-            x = x.narrow(axis, 0, batch - pad)
             self.batch = batch
         tap.rows += rows
         tap.steps += steps
