@@ -234,16 +234,16 @@ def test_sample_mean_weighs_batches_by_their_samples_in_float64():
     assert metric.compute().dtype == torch.float64 and metric.compute().item() == expected
 
 
-def _fit_with_random_draws(folder, ckpt_path=None, checkpoints=None):
+def _fit_with_random_draws(folder, ckpt_path=None, checkpoints=None, **knobs):
     """2 epochs of 4 batches of a network with dropout and a rate encoder (both draw from the global generator),
-    validating every epoch, seeded like the recipe; the final weights."""
+    validating every epoch, seeded like the recipe, with the energy-aware ``knobs``; the final weights."""
     pl.seed_everything(0, verbose=False)
     g = torch.Generator().manual_seed(0)
     loader = DeviceBatchLoader(torch.rand(32, 1, 8, 8, generator=g), torch.randint(0, 10, (32,), generator=g), 8)
     every_step = [ModelCheckpoint(checkpoints, "{step}", every_n_train_steps=1, save_top_k=-1)] if checkpoints else []
     torch.manual_seed(0)
     net = SpikingVGG([4, "P"], [8, 8], in_channels=1, image_size=8, num_classes=10, dropout=0.5)
-    module = QuestModule(net, timesteps=2, encoder="rate", lr=0.05)
+    module = QuestModule(net, timesteps=2, encoder="rate", lr=0.05, **knobs)
     trainer = pl.Trainer(
         max_epochs=2, logger=False, callbacks=every_step, enable_checkpointing=bool(every_step),
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1, default_root_dir=folder,
@@ -253,13 +253,15 @@ def _fit_with_random_draws(folder, ckpt_path=None, checkpoints=None):
 
 
 @pytest.mark.filterwarnings("ignore:.*does not have many workers")
-@pytest.mark.parametrize("step", [2, 4])
-def test_a_resumed_fit_draws_what_the_uninterrupted_one_drew(tmp_path, step):
+@pytest.mark.parametrize(("step", "knobs"), [(2, {}), (4, {}), (2, {"write_aware": 0.3, "read_aware": 0.5})])
+def test_a_resumed_fit_draws_what_the_uninterrupted_one_drew(tmp_path, step, knobs):
     """The checkpoint holds the global generators' states (the dropout masks, the rate encoder's spikes), set back
     at the first step after the resume (after Lightning's sanity check, which draws too): resumed mid-epoch or after
-    the last batch of epoch 0 (whose validation draws before epoch 1), the weights are the uninterrupted run's."""
-    full = _fit_with_random_draws(tmp_path / "full", checkpoints=tmp_path / "ckpt")
-    resumed = _fit_with_random_draws(tmp_path / "resumed", ckpt_path=tmp_path / "ckpt" / f"step={step}.ckpt")
+    the last batch of epoch 0 (whose validation draws before epoch 1), the weights are the uninterrupted run's. With
+    the energy-aware knobs on, the held codes come back too and the resumed run ends with the same weights and codes."""
+    full = _fit_with_random_draws(tmp_path / "full", checkpoints=tmp_path / "ckpt", **knobs)
+    resumed = _fit_with_random_draws(tmp_path / "resumed", ckpt_path=tmp_path / "ckpt" / f"step={step}.ckpt", **knobs)
+    assert any("held_codes" in name for name in full) == bool(knobs)
     for name, value in full.items():
         assert torch.equal(resumed[name], value), name
 
