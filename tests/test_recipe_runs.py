@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from recipe_helpers import RECIPE, make_tiny_cifar, recipe_args, torch_threads, wandb_exit_codes
+from recipe_helpers import RECIPE, free_port, make_tiny_cifar, recipe_args, torch_threads, wandb_exit_codes
 
 from quest_lightning.cli.recipe import QuestLightningCLI
 from quest_lightning.cli.runs import FAILED_FILE, RunFolderInUseError
@@ -173,17 +172,11 @@ def test_launcher_settings_given_on_its_command_line_win_over_the_config(tmp_pat
     assert "the launcher's devices=2 replaces trainer.devices=1" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_launch_is_one_ddp_run_with_one_summary(tmp_path, tiny_cifar):
     """`quest-lightning run --devices 2` with the shipped demo config (which says devices: 1; its transition stages
     fitted to the tiny data, since a stage that can never run is refused)."""
     cmd = [sys.executable, "-m", "quest_lightning.cli", "run", "--accelerator", "cpu", "--devices", "2"]
-    cmd += ["--main-port", str(_free_port()), str(RECIPE)]
+    cmd += ["--main-port", str(free_port()), str(RECIPE)]
     cmd += recipe_args("fit", tmp_path, tiny_cifar)
     cmd += [
         "--trainer.limit_val_batches",

@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from quest_lightning.devices import DeviceSpec, pattern_energies, resolve_device
 from quest_lightning.devices.patterns import PatternEnergies
 from quest_lightning.functional.hysteresis import Margin, check_margin
-from quest_lightning.nn.inspect import quantized_layers, require_quantized_layers
+from quest_lightning.nn.inspect import quantized_layers, require_quantized_layers, without_padding
 from quest_lightning.nn.layers import QuantLayerMixin
 
 __all__ = [
@@ -317,6 +317,7 @@ class EnergyAware:
         self._hooks: list[Any] = []
         self._cost: Tensor | None = None
         self._dense = 0.0
+        self.exclude = 0  # padded samples at the end of the batch in flight, left out of the penalty
         self.last_ratio: Tensor | None = None
 
     # --- the knobs' tables ------------------------------------------------------------------------------------------
@@ -338,13 +339,13 @@ class EnergyAware:
         """Install the knobs that are on (hysteresis, the read hooks) and return ``self``; idempotent (held codes
         already there are kept)."""
         self.detach(keep_hysteresis=True)
-        for _, layer in self.layers:
+        for name, layer in self.layers:
             if self.knobs.write_margin > 0:
                 set_hysteresis(layer, self.margin(layer))
             if self.knobs.read_weight > 0:
                 costs = self.read_costs(layer.num_levels)
                 self._hooks.append(
-                    layer.register_forward_hook(lambda m, a, o, c=costs: self._on_forward(m, a[0], o, c))
+                    layer.register_forward_hook(lambda m, a, o, c=costs, n=name: self._on_forward(m, a[0], o, c, n))
                 )
         return self
 
@@ -362,22 +363,30 @@ class EnergyAware:
         self.begin_step()
 
     # --- the read penalty -------------------------------------------------------------------------------------------
-    def _on_forward(self, layer: QuantLayerMixin, x: Tensor, output: Tensor, costs: Tensor) -> None:
+    def _on_forward(self, layer: QuantLayerMixin, x: Tensor, output: Tensor, costs: Tensor, name: str) -> None:
         if not (layer.training and torch.is_grad_enabled()):
             return
         lead = x.dim() - layer.feature_dims
+        multi = layer.is_multi_step(x)
         rows = math.prod(x.shape[:lead])
-        steps = x.shape[0] if layer.is_multi_step(x) and lead >= 1 else 1
+        steps = x.shape[0] if multi and lead >= 1 else 1
+        # the ANN-equivalent MACs of the call per sample, as the AOR meter counts them: fan-in x output elements
+        dense = layer.weight[0].numel() * (output.numel() // rows) * steps
+        if self.exclude:  # the padded samples are left out, as the meters leave them out
+            x, batch = without_padding(x, lead, multi, self.exclude, name)
+            if batch == self.exclude:
+                return
+            rows = rows // batch * (batch - self.exclude)
         samples = max(rows // steps, 1)
         counts = x.sum(dim=tuple(range(lead))).unsqueeze(0)
         cost = _synaptic_sum(layer, counts.to(layer.weight.dtype), weight_read_cost(layer, costs)) / samples
-        # the ANN-equivalent MACs of the call per sample, as the AOR meter counts them: fan-in x output elements
-        self._dense += layer.weight[0].numel() * (output.numel() // rows) * steps
+        self._dense += dense
         self._cost = cost if self._cost is None else self._cost + cost
 
-    def begin_step(self) -> None:
-        """Forget what the hooks gathered (call it at the start of a training step whose penalty is not taken)."""
-        self._cost, self._dense = None, 0.0
+    def begin_step(self, exclude: int = 0) -> None:
+        """Forget what the hooks gathered (call it at the start of a training step whose penalty is not taken);
+        the step's forward passes leave the last ``exclude`` samples of their batch out (padded samples)."""
+        self._cost, self._dense, self.exclude = None, 0.0, int(exclude)
 
     def penalty(self) -> Tensor:
         """:math:`\\lambda_r R` of the forward passes since the last call (a graph tensor; 0 when the read knob is

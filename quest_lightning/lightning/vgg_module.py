@@ -59,6 +59,8 @@ class VGGConfig:
         num_classes: number of classes (readout width).
         image_size: input height and width, in pixels.
         in_channels: input channels.
+        fc: hidden fully connected widths; ``None`` (the default) keeps the architecture's (``[4096, 4096]`` for
+            VGG6). A small one (``[64]``) makes a network for quick tests that has the architecture's convolutions.
     """
 
     arch: str = "vgg6"
@@ -81,10 +83,16 @@ class VGGConfig:
     num_classes: int = 10
     image_size: int = 32
     in_channels: int = 3
+    fc: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in VGG_CONFIGS:
             raise ValueError(f"arch={self.arch!r} is unknown: use one of {sorted(VGG_CONFIGS)}.")
+        if self.fc is not None:
+            widths = tuple(self.fc)
+            if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+                raise ValueError(f"fc={list(widths)} must be positive integer widths, e.g. [4096, 4096], or null.")
+            object.__setattr__(self, "fc", widths)
 
     @classmethod
     def from_value(cls, value: VGGConfig | Mapping[str, Any] | None) -> VGGConfig:
@@ -110,12 +118,16 @@ class VGGConfig:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     def options(self) -> dict[str, Any]:
-        """The keyword arguments of :class:`~quest_lightning.nn.SpikingVGG` (every field but ``arch``)."""
-        return {name: getattr(self, name) for name in self.field_names() if name != "arch"}
+        """The keyword arguments of :class:`~quest_lightning.nn.SpikingVGG` (every field but ``arch``; ``fc`` only
+        when given)."""
+        skip = ("arch",) if self.fc is not None else ("arch", "fc")
+        return {name: getattr(self, name) for name in self.field_names() if name not in skip}
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field as plain values (what a checkpoint's hyperparameters hold)."""
-        return dataclasses.asdict(self)
+        """Every field as plain values (what a checkpoint's hyperparameters hold; ``fc`` as a list)."""
+        values = dataclasses.asdict(self)
+        values["fc"] = None if self.fc is None else list(self.fc)
+        return values
 
     def build(self) -> SpikingVGG:
         """The network: ``spiking_vgg(arch, **options())``."""

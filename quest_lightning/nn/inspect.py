@@ -196,3 +196,28 @@ def input_kind_of(layer: QuantLayerMixin | LayerRecording) -> Literal["spikes", 
     if not calls:
         return None
     return "analog" if bool(nonbinary > 0) else "spikes"
+
+
+def without_padding(x: Tensor, lead: int, multi: bool, padded: int, name: str) -> tuple[Tensor, int]:
+    """A layer's input ``x`` without the last ``padded`` samples of its batch (the repeats a DDP loader adds), and
+    the batch it had. The batch axis is 1 for a multi-step call with two or more leading dimensions
+    (``[T, B, ...]``), else 0 (``[B, ...]``, one step); an input without leading dimensions is a batch of 1.
+
+    Args:
+        x: the input, ``lead`` leading dimensions before the layer's feature dimensions.
+        lead: ``x.dim()`` less the layer's ``feature_dims``.
+        multi: whether the call is multi-step (``layer.is_multi_step(x)``).
+        padded: the padded samples at the end of the batch.
+        name: the layer's name, for the error.
+
+    Raises:
+        ValueError: ``padded`` is larger than the batch the layer met.
+    """
+    axis = 1 if multi and lead >= 2 else 0
+    batch = x.shape[axis] if lead > axis else 1
+    if padded > batch:
+        raise ValueError(
+            f"the loader reports {padded} padded samples at the end of this batch, but layer {name!r} met a batch of "
+            f"{batch}; padded samples must be the last ones of the batch they are in."
+        )
+    return x.narrow(axis, 0, batch - padded), batch

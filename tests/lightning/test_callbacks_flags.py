@@ -95,3 +95,16 @@ def test_the_record_carries_per_epoch_curves_whatever_the_logger(tmp_path):
     assert all(c.loss("train") is not None and c.loss("val") is not None for c in summary.curves)
     # the rate each epoch trained with: the step schedule divides it by 10 after epoch 0 (milestone 0.5 x 2)
     assert [c.learning_rates for c in summary.curves] == [pytest.approx((0.05,)), pytest.approx((0.005,))]
+
+
+def test_each_curve_holds_its_own_epochs_figures(tmp_path):
+    """A curve is taken after every epoch-end hook, the module's included: QuestModule logs train/acc there, after
+    the callbacks' hooks, so a curve taken in the callbacks' hook would hold no train/acc for epoch 0 and the
+    previous epoch's value in every later one."""
+    pl.seed_everything(0, verbose=False)
+    _, _, rows, summary = _fit(tmp_path, QuestModule(_net(), timesteps=2, lr=0.05), epochs=3)
+    logged = {int(r["epoch"]): float(r["train/acc"]) for r in rows if r.get("train/acc")}
+    assert sorted(logged) == [0, 1, 2]
+    assert [c.accuracy("train") for c in summary.curves] == [logged[0], logged[1], logged[2]]
+    val = {int(r["epoch"]): float(r["val/acc"]) for r in rows if r.get("val/acc")}
+    assert [c.accuracy("val") for c in summary.curves] == [val[0], val[1], val[2]]

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from quest_lightning.lightning.callbacks import AORMeter, DeviceEnergyCallback, WeightTransitionMonitor
+from quest_lightning.lightning.callbacks.resume import validate_after_resume
 from quest_lightning.lightning.module import QuestModule
 from quest_lightning.nn import SpikingVGG
 
@@ -163,3 +164,79 @@ def test_callback_state_round_trips_through_torch_save(one_thread, tmp_path):
     assert energy2.summary == energy.summary
     assert meter2.history == meter.history
     assert monitor2.results == monitor.results and monitor.results  # restored now, applied to the counts at setup
+
+
+@pytest.mark.parametrize("config", ["three_callbacks", "energy_alone"])
+def test_resume_from_the_last_batch_of_an_epoch_runs_its_validation(config, one_thread, tmp_path):
+    """A checkpoint at the last batch of epoch 0 comes before epoch 0's validation. Lightning would resume in epoch 1
+    and never validate epoch 0; the callbacks have the resumed fit run that validation first, as the uninterrupted
+    run did: the same val records, read energies and curves."""
+    _, full = _run(tmp_path / "full", config)
+    expected = _outcome(full)
+    assert [r.epoch for r in expected["activity"]["val"]] == [0, 1]
+    _run(tmp_path / "legs", config, max_steps=BATCHES, every=BATCHES)
+    [ckpt] = glob.glob(str(tmp_path / "legs" / "ckpt" / f"*step={BATCHES}*.ckpt"))
+    _, resumed = _run(tmp_path / "legs2", config, ckpt_path=ckpt)
+    got = _outcome(resumed)
+    assert [r.epoch for r in got["activity"]["val"]] == [0, 1]
+    _same(got, expected)
+    assert resumed[0].run_summary().curves == full[0].run_summary().curves
+
+
+class _ValidatesOnResume(pl.Callback):
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        validate_after_resume(trainer, checkpoint)
+
+
+class _Events(pl.LightningModule):
+    """Records the hooks that matter for a resume: training and validation batches, epoch ends, the learning rate."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 2)
+        self.events = []
+
+    def training_step(self, batch, batch_idx):
+        self.events.append(("train", self.current_epoch, batch_idx, self.lr()))
+        return self.layer(batch[0]).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.events.append(("val", self.current_epoch, batch_idx))
+
+    def on_train_epoch_end(self):
+        self.events.append(("epoch_end", self.current_epoch, self.lr()))
+
+    def lr(self):
+        return self.trainer.optimizers[0].param_groups[0]["lr"]
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5)}
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers", "ignore:Be aware that when using `ckpt_path`")
+@pytest.mark.parametrize(("every_n_epochs", "step", "validated"), [(1, 3, True), (1, 9, True), (2, 3, False)])
+def test_a_fit_resumed_after_the_last_batch_of_an_epoch_validates_it_if_due(tmp_path, every_n_epochs, step, validated):
+    """``validate_after_resume`` in a callback's ``on_load_checkpoint``: resumed from the checkpoint after the last
+    training batch of an epoch (3 batches, 3 epochs), the fit runs what the uninterrupted one ran next, in order (that
+    epoch's validation, its end, the next epochs). When that epoch had no validation due, nothing changes: Lightning
+    goes on with the next epoch (and skips that epoch's end hooks)."""
+
+    def fit(events_from, **kwargs):
+        module = _Events()
+        loader = DataLoader(TensorDataset(torch.rand(12, 4)), batch_size=4)
+        pl.Trainer(
+            max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+            num_sanity_val_steps=0, default_root_dir=str(tmp_path), check_val_every_n_epoch=every_n_epochs, **kwargs,
+        ).fit(module, loader, loader, ckpt_path=events_from)  # fmt: skip
+        return module.events
+
+    every_step = ModelCheckpoint(str(tmp_path / "ckpt"), "{step}", every_n_train_steps=1, save_top_k=-1)
+    full = fit(None, callbacks=[every_step])
+    resumed = fit(str(tmp_path / "ckpt" / f"step={step}.ckpt"), callbacks=[_ValidatesOnResume()])
+    after = [i for i, e in enumerate(full) if e[0] == "train"][step - 1] + 1  # the events after the step
+    if validated:
+        assert resumed == full[after:]
+        assert resumed[0] == ("val", step // 3 - 1, 0)
+    else:
+        assert resumed == [e for e in full[after:] if e[0] != "epoch_end" or e[1] != step // 3 - 1]

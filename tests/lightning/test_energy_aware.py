@@ -211,3 +211,38 @@ def test_errors(tmp_path):
     with pytest.raises(ValueError, match="same knobs"):
         cb.load_state_dict(EnergyAwareTraining(write_margin=0.3).state_dict())
     cb.load_state_dict(EnergyAwareTraining(write_margin=0.2).state_dict())
+
+
+class RatioLog(pl.Callback):
+    def __init__(self, aware):
+        self.aware, self.ratios = aware, []
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.ratios.append(self.aware.aware.last_ratio)
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers")
+def test_the_read_penalty_leaves_padded_samples_out(tmp_path):
+    """Rank 1's shard of 9 samples over 2 ranks (positions 1, 3, 5, 7 and a repeat of sample 0), run in one
+    process: the penalty's read ratio is that of the 4 real samples through the same network."""
+    from quest_lightning.lightning.data import DeviceBatchLoader
+
+    d = load_digits()
+    images, labels = torch.tensor(d.images[:9], dtype=torch.float32).unsqueeze(1) / 16.0, torch.tensor(d.target[:9])
+    shard = DeviceBatchLoader(images, labels, batch_size=5, rank=1, world_size=2)
+    assert shard.padded_in_batch(0) == 1
+    torch.manual_seed(0)
+    module = UserModule()
+    torch.manual_seed(0)
+    net = UserNet()
+    aware = EnergyAwareTraining(read_weight=0.7, read_weighted=False)
+    log = RatioLog(aware)
+    trainer([aware, log], tmp_path, max_steps=1).fit(module, shard)
+    reference = EnergyAware(net, EnergyAwareKnobs(read_weight=0.7, read_weighted=False)).attach()
+    net(images[[1, 3, 5, 7]].unsqueeze(0).repeat(3, 1, 1, 1, 1))
+    reference.penalty()
+    real = reference.last_ratio
+    torch.testing.assert_close(log.ratios[0], real)
+    net(images[[1, 3, 5, 7, 0]].unsqueeze(0).repeat(3, 1, 1, 1, 1))
+    reference.penalty()
+    assert not torch.allclose(reference.last_ratio, real)  # the repeat would have changed the ratio

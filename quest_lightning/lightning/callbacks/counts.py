@@ -29,6 +29,7 @@ from torch import Tensor
 from quest_lightning.lightning.callbacks.activity_counts import ActivityCounts
 from quest_lightning.lightning.callbacks.base import OWNER, world_size
 from quest_lightning.lightning.callbacks.guard import DegenerateRunError, FiniteGuard
+from quest_lightning.lightning.callbacks.resume import validate_after_resume
 from quest_lightning.lightning.callbacks.samples import LayerTaps, loader_of, loader_padding, loaders_of, padding_note
 from quest_lightning.lightning.callbacks.transition_counts import TransitionCounts
 from quest_lightning.nn.inspect import require_quantized_layers
@@ -64,6 +65,8 @@ class RunCounts:
         self.pricers: list[Any] = []
         self._checked: tuple[int, int, int] | None = None
         self._rates: tuple[int, tuple[float, ...]] | None = None  # the learning rates an epoch started with
+        self._curve_due: tuple[int, int, tuple[float, ...]] | None = None  # (epoch, step, rates) of an ended epoch
+        self._restored_metrics: dict[str, float] = {}  # the logged scalars a checkpoint held
 
     @property
     def trainer(self) -> pl.Trainer | None:
@@ -140,23 +143,52 @@ class RunCounts:
         if self._rates is None or self._rates[0] != trainer.current_epoch:
             self._rates = (trainer.current_epoch, self._learning_rates(trainer))
 
-    def record_curve(self, trainer: pl.Trainer) -> None:
-        """Keep the epoch's scalars of ``trainer.callback_metrics`` and its learning rates (once per epoch)."""
+    def end_curve(self, trainer: pl.Trainer) -> None:
+        """A training epoch ends (in the callbacks' ``on_train_epoch_end``): its curve is due, with the epoch's step
+        and learning rates. Its scalars are read later, by :meth:`record_curve`, once every epoch-end hook has logged:
+        Lightning runs the LightningModule's ``on_train_epoch_end`` (where ``QuestModule`` logs ``train/acc``) after
+        the callbacks' hooks."""
         epoch = trainer.current_epoch
-        if self.curves and self.curves[-1].epoch >= epoch:
+        if (self.curves and self.curves[-1].epoch >= epoch) or (self._curve_due and self._curve_due[0] >= epoch):
             return
-        metrics = {}
+        rates = self._rates[1] if self._rates and self._rates[0] == epoch else self._learning_rates(trainer)
+        self._curve_due = (epoch, trainer.global_step, rates)
+
+    def record_curve(self, trainer: pl.Trainer) -> bool:
+        """Keep the due epoch's scalars of ``trainer.callback_metrics`` (call it after the epoch-end hooks: at the next
+        epoch's start, at the end of training, in a checkpoint). Returns whether a curve was recorded."""
+        if self._curve_due is None:
+            return False
+        epoch, step, rates = self._curve_due
+        self._curve_due = None
+        self.curves.append(EpochCurve(epoch=epoch, step=step, metrics=self._scalars(trainer), learning_rates=rates))
+        return True
+
+    def _scalars(self, trainer: pl.Trainer) -> dict[str, float]:
+        """The finite scalars of ``trainer.callback_metrics``, over those a checkpoint held: Lightning keeps every
+        value logged in the fit (the latest of each key), and a resumed fit starts from what the checkpoint held."""
+        out = dict(self._restored_metrics)
         for key, value in trainer.callback_metrics.items():
             if isinstance(value, Tensor) and value.numel() == 1 and math.isfinite(float(value)):
-                metrics[key] = float(value)
-        rates = self._rates[1] if self._rates and self._rates[0] == epoch else self._learning_rates(trainer)
-        self.curves.append(EpochCurve(epoch=epoch, step=trainer.global_step, metrics=metrics, learning_rates=rates))
+                out[key] = float(value)
+        return out
 
-    def curves_state(self) -> list[dict[str, Any]]:
-        return [c.to_dict() for c in self.curves]
+    def curves_state(self) -> dict[str, Any]:
+        """The curves, the learning rates the epoch in flight started with (a resume mid-epoch does not see the
+        epoch's first batch again) and the scalars logged so far (a resume does not see them logged again)."""
+        rates = None if self._rates is None else [self._rates[0], list(self._rates[1])]
+        trainer = self.trainer
+        metrics = self._scalars(trainer) if trainer is not None else dict(self._restored_metrics)
+        return {"curves": [c.to_dict() for c in self.curves], "rates": rates, "metrics": metrics}
 
-    def load_curves(self, state: list[dict[str, Any]]) -> None:
-        self.curves = [EpochCurve.from_dict(c) for c in state]
+    def load_curves(self, state: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Restore :meth:`curves_state` (or the bare list of curves that earlier checkpoints hold)."""
+        if isinstance(state, list):
+            state = {"curves": state, "rates": None}
+        self.curves = [EpochCurve.from_dict(c) for c in state["curves"]]
+        rates = state.get("rates")
+        self._rates = None if rates is None else (int(rates[0]), tuple(float(r) for r in rates[1]))
+        self._restored_metrics = {str(k): float(v) for k, v in (state.get("metrics") or {}).items()}
 
     # ----------------------------------------------------------------------------------------------------------------
     def flags(self) -> tuple[Flag, ...]:
@@ -226,6 +258,9 @@ class PartOwner(Callback):
         if self._pending is not None:
             self.part.load_state_dict(self._pending)
             self._pending = None
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        validate_after_resume(trainer, checkpoint)  # an epoch's last batch: its validation runs, as it did
 
     def state_dict(self) -> dict[str, Any]:
         if self._drives():

@@ -25,6 +25,7 @@ from quest_lightning.lightning.callbacks.activity_counts import ActivitySettings
 from quest_lightning.lightning.callbacks.base import CONFIGURED, DEFAULT, run_dir
 from quest_lightning.lightning.callbacks.counts import RunCounts
 from quest_lightning.lightning.callbacks.pricing import DevicePricer, pattern_arg, states_arg
+from quest_lightning.lightning.callbacks.resume import validate_after_resume
 from quest_lightning.lightning.callbacks.stages import TransitionSettings
 from quest_lightning.nn.inspect import require_quantized_layers, spiking_neurons
 from quest_lightning.summary import SUMMARY_FILE, CmosReference, DevicePricing, RunSummary, write_summary
@@ -177,6 +178,8 @@ class DeviceEnergyCallback(DevicePricer, Callback):
             t.train_start(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.counts.curves_driver is self and self.counts.record_curve(trainer):
+            self._write_summary(trainer)  # the last epoch's curve, taken after every epoch-end hook logged
         if t := self._driven(self.counts.transitions):
             t.epoch_start(trainer)
         if a := self._driven(self.counts.activity):
@@ -220,7 +223,7 @@ class DeviceEnergyCallback(DevicePricer, Callback):
         if a := self._driven(counts.activity):
             a.train_epoch_end(trainer, pl_module)
         if counts.curves_driver is self:
-            counts.record_curve(trainer)
+            counts.end_curve(trainer)
         self._price_writes(trainer)
         self._price_reads(trainer, "train")
         self._price_endurance(trainer)
@@ -237,6 +240,10 @@ class DeviceEnergyCallback(DevicePricer, Callback):
         self._price_reads(trainer, "val")
         if trainer.state.fn == "validate":  # a stand-alone trainer.validate(): no fit end will write the file
             self._write_summary(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.counts.curves_driver is self:
+            self.counts.record_curve(trainer)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._price_writes(trainer)
@@ -261,6 +268,9 @@ class DeviceEnergyCallback(DevicePricer, Callback):
         _write(self.summary_path, self.run_summary())
 
     # --- checkpoint -------------------------------------------------------------------------------------------------
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        validate_after_resume(trainer, checkpoint)  # an epoch's last batch: its validation runs, as it did
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"pricing": None if self._pricing is None else self._pricing.to_dict()}
         if self.counts is None:
@@ -269,6 +279,8 @@ class DeviceEnergyCallback(DevicePricer, Callback):
             if self._driven(getattr(self.counts, name)):
                 state[name] = getattr(self.counts, name).state_dict()
         if self.counts.curves_driver is self:
+            if self.counts.trainer is not None:  # a checkpoint after the epoch-end hooks holds the epoch's curve
+                self.counts.record_curve(self.counts.trainer)
             state["curves"] = self.counts.curves_state()
         return state
 

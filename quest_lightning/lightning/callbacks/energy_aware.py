@@ -27,6 +27,7 @@ from torch import Tensor
 
 from quest_lightning.devices import DeviceSpec
 from quest_lightning.energy.aware import EnergyAware, EnergyAwareKnobs
+from quest_lightning.lightning.callbacks.samples import loader_of, loader_padding
 
 __all__ = ["EnergyAwareTraining"]
 
@@ -74,6 +75,7 @@ class EnergyAwareTraining(Callback):
         self.aware: EnergyAware | None = None
         self._module: pl.LightningModule | None = None
         self._record: dict[str, Any] | None = None
+        self._padded = 0
 
     @property
     def state_key(self) -> str:
@@ -110,7 +112,7 @@ class EnergyAwareTraining(Callback):
         step = type(pl_module).training_step.__get__(pl_module)
 
         def training_step(*args: Any, **kwargs: Any) -> Any:
-            self.aware.begin_step()
+            self.aware.begin_step(exclude=self._padded)
             out = step(*args, **kwargs)
             penalty = self.aware.penalty()
             if self.aware.last_ratio is not None:
@@ -123,6 +125,14 @@ class EnergyAwareTraining(Callback):
 
         pl_module.training_step = training_step
         self._module = pl_module
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # the padded samples at the end of the batch (a DDP loader's repeats) are left out of the read penalty
+        self._padded = loader_padding(loader_of(trainer, "train", 0), batch_idx)
+        if self.aware is not None:  # with manual optimisation, for the penalty the user takes
+            self.aware.exclude = self._padded
 
     def penalty(self) -> Tensor:
         """:math:`\\lambda_r R` of the forward passes since the last call (for manual optimisation)."""

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
 from quest_lightning.metrics import LayerGeometry
-from quest_lightning.nn.inspect import spiking_neurons, synaptic_layers
+from quest_lightning.nn.inspect import spiking_neurons, synaptic_layers, without_padding
 from quest_lightning.nn.layer_input import INPUT_KINDS
 from quest_lightning.nn.layers import QuantLayerMixin
 from quest_lightning.summary import SkippedLayer
@@ -196,18 +196,11 @@ class LayerTaps:
     def _layer_pre(self, tap: Tap, x: Tensor) -> None:
         lead = x.dim() - tap.feature_dims
         multi = tap.multi_step(x)
-        axis = 1 if multi and lead >= 2 else 0
         rows, steps = math.prod(x.shape[:lead]), (x.shape[0] if lead >= 1 else 1) if multi else 1
         pad = self.exclude
         if pad:
-            batch = x.shape[axis] if lead > axis else 1
-            if pad > batch:
-                raise ValueError(
-                    f"the loader reports {pad} padded samples at the end of this batch, but layer {tap.name!r} met a "
-                    f"batch of {batch}; padded samples must be the last ones of the batch they are in."
-                )
+            x, batch = without_padding(x, lead, multi, pad, tap.name)
             rows, steps = rows // batch * (batch - pad), steps if batch > pad else 0
-            x = x.narrow(axis, 0, batch - pad)
             self.batch = batch
         tap.rows += rows
         tap.steps += steps
@@ -276,8 +269,9 @@ class _Hook:
 
 # --- padded samples -------------------------------------------------------------------------------------------------
 def loaders_of(trainer: Any, stage: str) -> list[Any]:
-    """The train or val dataloaders in use, in order (empty when there are none)."""
-    loaders = trainer.train_dataloader if stage == "train" else trainer.val_dataloaders
+    """The train, val or test dataloaders in use, in order (empty when there are none)."""
+    loaders = {"train": "train_dataloader", "val": "val_dataloaders", "test": "test_dataloaders"}[stage]
+    loaders = getattr(trainer, loaders)
     if loaders is None:
         return []
     if isinstance(loaders, dict):
@@ -286,7 +280,7 @@ def loaders_of(trainer: Any, stage: str) -> list[Any]:
 
 
 def loader_of(trainer: Any, stage: str, dataloader_idx: int = 0) -> Any:
-    """The train or val dataloader ``dataloader_idx`` in use (``None`` when there is none)."""
+    """The train, val or test dataloader ``dataloader_idx`` in use (``None`` when there is none)."""
     loaders = loaders_of(trainer, stage)
     return loaders[dataloader_idx] if dataloader_idx < len(loaders) else None
 

@@ -166,16 +166,26 @@ class CIFAR10DataModule(L.LightningDataModule):
         return self._loader(self.test_data, train=False)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        """Normalises a uint8 batch on the device it was moved to (augmentation already happened in the loader).
+        """Normalises a uint8 batch on the device it was moved to (augmentation already happened in the loader), in
+        the dtype of the Trainer's precision.
+
+        Lightning converts a batch's floating tensors to the precision's dtype (``"64-true"``: float64,
+        ``"bf16-true"``: bfloat16, ...) before the transfer, while the images are still uint8; the normalised images
+        are converted here in the same way.
 
         Args:
             batch: ``(uint8 images [B, 3, 32, 32], labels [B])``.
             dataloader_idx: index of the dataloader (unused).
 
         Returns:
-            ``(float32 normalised images, labels)``; batches that are not uint8 pass through unchanged.
+            ``(normalised images, labels)``: float32, or the precision's dtype in a Trainer; batches that are not
+            uint8 pass through unchanged.
         """
         images, labels = batch
         if images.dtype != torch.uint8:
             return images, labels
-        return normalize_images(images), labels
+        images = normalize_images(images)
+        trainer = self.trainer
+        if trainer is not None:
+            images = trainer.precision_plugin.convert_input(images)
+        return images, labels

@@ -209,6 +209,24 @@ class DeviceBatchLoader:
         b = self.layout.batch_size
         return int((self.positions()[batch_idx * b : (batch_idx + 1) * b] >= self.layout.dataset_size).sum())
 
+    def real_in_step(self, batch_idx: int) -> int:
+        """The real samples of batch ``batch_idx`` on all ranks together: the global batch of that step, padding
+        left out (the same on every rank, known without communication).
+
+        The ranks' batches ``batch_idx`` together hold positions ``W·k·B`` up to ``W·min((k + 1)·B, S)`` of the padded
+        order (``k`` = ``batch_idx``, ``B`` the batch size, ``S`` the samples per rank), of which those below ``N`` are
+        real.
+
+        Raises:
+            IndexError: ``batch_idx`` is not in ``[0, len(self))``.
+        """
+        if not 0 <= batch_idx < len(self):
+            raise IndexError(f"batch_idx must be in [0, {len(self)}), got {batch_idx}")
+        layout = self.layout
+        first = layout.world_size * batch_idx * layout.batch_size
+        end = layout.world_size * min((batch_idx + 1) * layout.batch_size, layout.samples_per_rank)
+        return max(0, min(end, layout.dataset_size) - first)
+
     @property
     def num_padded(self) -> int:
         """Padded samples this rank yields per epoch (0 or 1; 0 when ``N`` divides evenly or ``drop_last`` drops it)."""

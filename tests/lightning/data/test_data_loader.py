@@ -134,6 +134,25 @@ def test_padding_api():
     assert DeviceBatchLoader(images, labels, 3, rank=1, world_size=2).num_padded == 0
 
 
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize(("n", "world_size", "batch_size"), [(10, 1, 4), (10, 3, 3), (9, 2, 4), (19, 2, 4), (7, 4, 1)])
+def test_real_in_step_counts_the_real_samples_of_every_ranks_batch(n, world_size, batch_size, drop_last):
+    """The real samples of a step, known on each rank alone, are those the ranks' batches of that step hold together
+    (their lengths, less the padding each rank reports), and over the epoch they add up to what the ranks serve."""
+    images, labels = torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.arange(n)
+    loaders = [DeviceBatchLoader(images, labels, batch_size, drop_last=drop_last, rank=r, world_size=world_size)
+               for r in range(world_size)]  # fmt: skip
+    batches = [list(loader) for loader in loaders]
+    for k in range(len(loaders[0])):
+        held = sum(batches[r][k][1].numel() - loaders[r].padded_in_batch(k) for r in range(world_size))
+        assert [loader.real_in_step(k) for loader in loaders] == [held] * world_size, k
+    served = sum(y.numel() for rank in batches for _, y in rank) - sum(loader.num_padded for loader in loaders)
+    assert sum(loaders[0].real_in_step(k) for k in range(len(loaders[0]))) == served
+    assert served == n or drop_last
+    with pytest.raises(IndexError, match="batch_idx must be in"):
+        loaders[0].real_in_step(len(loaders[0]))
+
+
 def test_state_dict_resumes_mid_epoch_on_every_rank():
     images, labels = _data()
     kwargs = dict(shuffle=True, seed=3, augment=True, world_size=2)

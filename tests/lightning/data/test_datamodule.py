@@ -142,3 +142,15 @@ def test_resume_from_a_checkpoint_serves_exactly_the_remaining_batches(folder, e
         dm = _dm(folder, env, batch_size=8, device_resident=device_resident)
         _trainer(env / "resumed", **kwargs).fit(resumed, datamodule=dm, ckpt_path=str(Path(root) / name))
         assert _same(resumed.batches, full.batches[done:]), name
+
+
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+def test_batches_come_in_the_dtype_of_the_trainer_precision(folder, env, precision):
+    """Normalised images follow the Trainer's precision (a float64 or bfloat16 model gets float64 or bfloat16
+    batches); Lightning converts inputs before the transfer, while the images are still uint8."""
+    dtype = {"64-true": torch.float64, "bf16-true": torch.bfloat16}[precision]
+    model = _Probe()
+    _trainer(env, max_epochs=1, limit_train_batches=1, limit_val_batches=1, precision=precision).fit(
+        model, datamodule=_dm(folder, env, batch_size=4)
+    )
+    assert {(stage, dt) for stage, dt, _ in model.seen} == {("train", dtype), ("val", dtype)}
