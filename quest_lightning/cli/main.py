@@ -260,9 +260,11 @@ def _report_command(run_dir: str, out_dir: str | None, force: bool = False) -> i
             file=sys.stderr,
         )
         return 1
+    from quest_lightning.summary import SummaryFormatError
+
     try:
         result = build_report(run_dir, out_dir=out_dir, **({"force": True} if force else {}))
-    except (FileNotFoundError, FileExistsError) as err:  # no summary; an --out-dir that is not ours
+    except (FileNotFoundError, FileExistsError, SummaryFormatError) as err:  # no or bad summary; a folder not ours
         print(f"quest-lightning report: {err}", file=sys.stderr)
         return 1
     print(result)
@@ -275,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Subcommands:
         ``run [LAUNCHER OPTIONS] SCRIPT [ARGS]``: launch a training script (options as for ``fabric run``).
         ``report RUN_DIR [--out-dir DIR] [--force]``: build the report of a finished run.
+        ``sweep RUN_DIR|CHECKPOINT --sigma V [V ...] [OPTIONS]``: accuracy against device variation per R-S pattern,
+        saved into the run folder and drawn by the report (:mod:`quest_lightning.cli.sweep`).
         ``doctor [--fix] [--bin-dir DIR]``: check that ``lightning`` is still ours (lightning-sdk replaces it).
 
     Args:
@@ -288,6 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":
         return _run_command(argv[1:], prog="quest-lightning run")
+    if argv and argv[0] == "sweep":
+        from quest_lightning.cli.sweep import sweep_main
+
+        return sweep_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="quest-lightning", description="Quantized, energy-aware SNN training with PyTorch Lightning."
     )
@@ -297,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run",
         help="run a training script: run [--accelerator A] [--devices N] [--num-nodes N] [--precision P] "
         "[--strategy S] SCRIPT [ARGS] (see `quest-lightning run --help`)",
+    )
+    sub.add_parser(
+        "sweep",
+        help="accuracy against device variation per R-S pattern: sweep RUN_DIR|CHECKPOINT --sigma V [V ...] "
+        "[--vary F] [--draws N] [--patterns all|best|INDEX ...] [--data.KEY VALUE] [--limit-test N] [--force] "
+        "(see `quest-lightning sweep --help`)",
     )
     report = sub.add_parser("report", help="build the report of a finished run", description="Build a run report.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="folder of the run")
