@@ -67,15 +67,13 @@ def check_page(page: Path, expected_ids: set[str]) -> str:
     return text
 
 
-TOY = DeviceSpec(
-    name="toy",
-    resistances_ohm=(1e3, 2e3, 3e3),
-    can_leak=False,
-    transitions=((0, 1, 1e-12), (1, 2, 1e-12), (2, 0, 2e-12)),
-    read_voltage_v=0.1,
-    read_time_s=1e-8,
-    source="test",
-)
+def toy_device(name: str, resistances_ohm: tuple[float, ...], write_j: float, can_leak: bool = False) -> DeviceSpec:
+    """A 3-state device: up by one state for ``write_j``, reset to R0 for twice that."""
+    edges = ((0, 1, write_j), (1, 2, write_j), (2, 0, 2 * write_j))
+    return DeviceSpec(name, resistances_ohm, can_leak, edges, read_voltage_v=0.1, read_time_s=1e-8, source="test")
+
+
+TOY = toy_device("toy", (1e3, 2e3, 3e3), 1e-12)
 SIX = tuple(permutations(range(3)))  # the six patterns of 2 bits on 3 states, in enumerate_patterns' order
 CMOS = CmosReference("45nm_fp32", 4.6e-12, 9e-13)
 
@@ -141,15 +139,7 @@ def write_run(folder: Path, summary: RunSummary) -> Path:
     return path
 
 
-TOY2 = DeviceSpec(
-    name="toy2",
-    resistances_ohm=(1e3, 3e3, 9e3),
-    can_leak=True,
-    transitions=((0, 1, 3e-12), (1, 2, 3e-12), (2, 0, 6e-12)),
-    read_voltage_v=0.1,
-    read_time_s=1e-8,
-    source="test",
-)
+TOY2 = toy_device("toy2", (1e3, 3e3, 9e3), 3e-12, can_leak=True)
 INNER = "model.features.1.layer"
 ENDURANCE = DeviceEndurance(
     endurance_cycles=1e6,

@@ -15,7 +15,7 @@ from quest_lightning.report.sections.common import (
     skipped,
     spread,
 )
-from quest_lightning.summary import DevicePricing, RunSummary
+from quest_lightning.summary import DevicePricing, ReadEnergy, RunSummary, WriteEnergy
 
 
 def _pattern_label(pricing: DevicePricing, index: int | None) -> str:
@@ -23,6 +23,20 @@ def _pattern_label(pricing: DevicePricing, index: int | None) -> str:
     if index is not None and 0 <= index < len(pricing.patterns):
         return pricing.patterns[index]
     return f"#{index}" if index is not None else "–"
+
+
+def _pattern_figure(
+    b: FigureWriter,
+    sec: Section,
+    pricing: DevicePricing,
+    entry: WriteEnergy | ReadEnergy,
+    id_parts: list[str],
+    title: str,
+    caption: str,
+) -> None:
+    """The per-pattern figure of a write or read energy, the entry's reported pattern marked."""
+    fig = plots.pattern_energy_figure(entry.report, title, pricing.patterns, entry.pattern_index)
+    b.add(sec, fig, id_parts, title, caption)
 
 
 def write_energy_section(b: FigureWriter, summary: RunSummary) -> Section:
@@ -61,15 +75,8 @@ def write_energy_section(b: FigureWriter, summary: RunSummary) -> Section:
                     f"total; right: relative to each layer's best pattern. Best total pattern: {total.best_label} "
                     f"({format_joules(total.best_j)}); reported pattern: {entry.pattern}."
                 )
-                b.add(
-                    sec,
-                    plots.pattern_energy_figure(
-                        report, f"Write energy per pattern, stage {stage!r}{tag}", pricing.patterns, idx
-                    ),
-                    ["write-energy", fid, stage],
-                    f"Write energy per pattern, stage {stage}{tag}",
-                    caption,
-                )
+                title = f"Write energy per pattern, stage {stage}{tag}"
+                _pattern_figure(b, sec, pricing, entry, ["write-energy", fid, stage], title, caption)
             same = len({r.best_index for r in report.per_layer.values()}) == 1 if report.per_layer else None
             rows.append(
                 [pricing.name, stage, entry.steps, entry.samples, entry.pattern,
@@ -119,13 +126,13 @@ def read_energy_section(b: FigureWriter, summary: RunSummary) -> Section:
                 continue
             report, idx, total = last.report, last.pattern_index, last.report.total
             zero = "counted" if report.count_zero_level_reads else "not counted"
-            b.add(
+            _pattern_figure(
+                b,
                 sec,
-                plots.pattern_energy_figure(
-                    report, f"Read energy per pattern ({stage}, epoch {last.epoch}){tag}", pricing.patterns, idx
-                ),
+                pricing,
+                last,
                 ["read-energy", fid, stage],
-                f"Read energy per pattern, {stage}{tag}",
+                f"Read energy per pattern, {stage}, epoch {last.epoch}{tag}",
                 f"Last {stage} epoch ({last.epoch}, {last.samples} samples): read energy per sample of the "
                 f"{len(total.per_pattern_j)} patterns of {pricing.name}, per layer and in total; right: relative to "
                 f"each layer's best. Zero-level reads {zero}. Best total pattern: {total.best_label} "
