@@ -17,6 +17,7 @@ sample and are labelled with SI prefixes (fJ, pJ, nJ, µJ).
 from quest_lightning.report.plots.activity import ACTIVITY_METRICS, ActivityMetric, activity_figure
 from quest_lightning.report.plots.common import (
     code_label,
+    counted,
     format_joules,
     joule_prefix,
     save_png,
@@ -59,6 +60,7 @@ __all__ = [
     "activity_figure",
     "code_label",
     "compute_figure",
+    "counted",
     "curve_columns",
     "curves_figure",
     "device_energy_figure",

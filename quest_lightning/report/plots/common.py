@@ -47,6 +47,11 @@ def format_joules(value: float | None, digits: int = 3) -> str:
     return f"{value / scale:.{digits}g} {prefix}J"
 
 
+def counted(value: float, unit: str, spec: str = ".4g") -> str:
+    """``value`` and ``unit``, the unit in the plural unless the value is 1: ``"1 epoch"``, ``"2.5 epochs"``."""
+    return f"{value:{spec}} {unit}" + ("" if value == 1 else "s")
+
+
 def short_name(name: str) -> str:
     """A layer or neuron name without the LightningModule's ``model.`` prefix and the ``.layer``/``.neuron`` suffix."""
     out = name[len("model.") :] if name.startswith("model.") and len(name) > len("model.") else name

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
-from quest_lightning.report.plots.common import COLORS, figure_legend, finite_values, joule_axis, new_figure, short_name
+from quest_lightning.report.plots.common import (
+    COLORS,
+    counted,
+    figure_legend,
+    finite_values,
+    format_joules,
+    joule_axis,
+    new_figure,
+    short_name,
+)
 from quest_lightning.summary import DevicePricing, WritesPerCell
 
 if TYPE_CHECKING:
@@ -42,7 +51,9 @@ def device_energy_figure(heads: Sequence[DeviceHeadline]) -> Figure | None:
     for k, (h, v) in enumerate(kept):
         ys = [np.nan if e is None or e <= 0 else e for e in v]
         every += [e for e in ys if np.isfinite(e)]
-        ax.bar(x + (k - (n - 1) / 2) * width, ys, width=width, color=COLORS[k % len(COLORS)], label=h.name)
+        bars = ax.bar(x + (k - (n - 1) / 2) * width, ys, width=width, color=COLORS[k % len(COLORS)], label=h.name)
+        labels = ["" if not np.isfinite(y) else format_joules(y) for y in ys]
+        ax.bar_label(bars, labels, fontsize="x-small", padding=2)
     ax.set_yscale("log")
     ax.set_xticks(x, groups)
     joule_axis(ax, every, "energy per sample")
@@ -72,10 +83,11 @@ def writes_per_cell_figure(writes: WritesPerCell) -> Figure | None:
     positive = [v for v in every if v > 0]
     if positive and max(positive) / min(positive) > 100:
         ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_xticks(x, [short_name(n) for n in layers], rotation=30 if len(layers) > 4 else 0, ha="right")
+    tilt = len(layers) > 4
+    ax.set_xticks(x, [short_name(n) for n in layers], rotation=30 if tilt else 0, ha="right" if tilt else "center")
     ax.set_ylabel("writes per cell")
     ax.grid(axis="y", alpha=0.3)
-    epochs = f", {writes.epochs:.3g} epochs" if writes.epochs is not None else ""
+    epochs = f", {counted(writes.epochs, 'epoch', '.3g')}" if writes.epochs is not None else ""
     fig.suptitle(f"Writes per cell over {writes.steps} observed optimizer steps{epochs}")
     figure_legend(fig, [ax])
     return fig
@@ -101,9 +113,13 @@ def endurance_figure(devices: Sequence[DevicePricing]) -> Figure | None:
         xs = [np.nan if v is None else float(v) for v in xs]
         every += [v for v in xs if np.isfinite(v) and v > 0]
         label = f"{d.name} ({d.endurance.endurance_cycles:.3g} cycles)"
-        ax.barh(y + (k - (n - 1) / 2) * height, xs, height=height, color=COLORS[k % len(COLORS)], label=label)
+        bars = ax.barh(y + (k - (n - 1) / 2) * height, xs, height=height, color=COLORS[k % len(COLORS)], label=label)
+        ax.bar_label(bars, ["never written" if not np.isfinite(v) else f"{v:.3g}" for v in xs], fontsize="x-small",
+                     padding=3)  # fmt: skip
     trained = worn[0].endurance.epochs
-    ax.axvline(trained, color="black", linestyle=":", linewidth=1.2, label=f"trained ({trained:.3g} epochs)")
+    ax.axvline(
+        trained, color="black", linestyle=":", linewidth=1.2, label=f"trained ({counted(trained, 'epoch', '.3g')})"
+    )
     if every:
         ax.set_xscale("log")
     ax.set_yticks(y, [short_name(m) for m in names])

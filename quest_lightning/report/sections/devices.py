@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from quest_lightning.report import plots
 from quest_lightning.report.headline import device_headlines
 from quest_lightning.report.html import Section, Table
-from quest_lightning.report.plots import format_joules, short_name
+from quest_lightning.report.plots import counted, format_joules, short_name
 from quest_lightning.report.sections.common import FigureWriter, at_pattern, new_section, ratio
 from quest_lightning.summary import RunSummary
 
@@ -32,7 +32,7 @@ def endurance_section(b: FigureWriter, summary: RunSummary) -> Section:
             "and a device with nonideal.endurance_cycles then gets an endurance projection."
         )
         return sec
-    epochs = f" ({writes.epochs:.4g} epochs)" if writes.epochs is not None else " (epoch length unknown)"
+    epochs = f" ({counted(writes.epochs, 'epoch')})" if writes.epochs is not None else " (epoch length unknown)"
     b.add(
         sec,
         plots.writes_per_cell_figure(writes),
@@ -68,7 +68,8 @@ def endurance_section(b: FigureWriter, summary: RunSummary) -> Section:
         where = f", in {short_name(e.first_layer)}" if e.first_layer else ""
         sec.notes.append(
             f"{d.name}: cells survive {e.endurance_cycles:.3g} writes (σ {e.endurance_sigma:g}); measured over "
-            f"{e.epochs:.4g} epochs, the first cell wears out after {_epochs(e.epochs_to_first_failure)} epochs{where}."
+            f"{counted(e.epochs, 'epoch')}, the first cell wears out after {_epochs(e.epochs_to_first_failure)} epochs"
+            f"{where}."
         )
         rows = [
             [short_name(name), layer.max_writes, layer.max_writes_per_epoch, _epochs(layer.epochs_to_first_failure),

@@ -10,7 +10,7 @@ from quest_lightning.report import plots
 from quest_lightning.report.headline import device_headlines
 from quest_lightning.report.html import Section, Table
 from quest_lightning.report.inputs import METRICS_FILE
-from quest_lightning.report.plots import CURVE_STAGES, format_joules, stage_order
+from quest_lightning.report.plots import CURVE_STAGES, counted, format_joules, stage_order
 from quest_lightning.report.sections.common import FigureWriter, at_pattern, is_number, new_section, ratio, skipped
 from quest_lightning.summary import DevicePricing, RunSummary
 from quest_lightning.summary.record import CONVENTIONS, UNITS
@@ -66,7 +66,7 @@ def run_section(
     conventions."""
     sec = new_section("run")
     if summary.curves:
-        curves = f"the summary's per-epoch curves ({len(summary.curves)} epochs)"
+        curves = f"the summary's per-epoch curves ({counted(len(summary.curves), 'epoch')})"
     elif metrics_path is not None:
         curves = f"{metrics_path} (the summary records no per-epoch curves)"
     else:
@@ -150,7 +150,7 @@ def key_numbers_section(summary: RunSummary, metrics: list[dict[str, float | Non
                 rows.append([f"{who}read energy (epoch {e.epoch}), pattern {e.pattern or '–'}", stage, at])
         if p.endurance is not None:
             epochs = p.endurance.epochs_to_first_failure
-            value = f"{epochs:.4g} epochs" if epochs is not None else "no cell written"
+            value = counted(epochs, "epoch") if epochs is not None else "no cell written"
             rows.append([f"{who}projected epochs to the first worn-out cell", "endurance", value])
     for stage in stage_order(summary.activity):
         recs = [r for r in summary.activity[stage] if r.empty is None]
@@ -178,7 +178,8 @@ def training_section(
     if summary.curves:
         caption = (
             "Loss and accuracy (train and val) and the learning rate of every optimizer parameter group at the end "
-            f"of each of the {len(summary.curves)} epochs, as the run summary recorded them (whatever the logger)."
+            f"of each epoch ({counted(len(summary.curves), 'epoch')}), as the run summary recorded them (whatever the "
+            "logger)."
         )
         if not b.add(sec, plots.curves_figure(summary.curves), ["training"], "Training curves", caption):
             skipped(sec, "the summary's curves hold no loss, accuracy or learning rate.")
