@@ -266,7 +266,7 @@ def _parser() -> argparse.ArgumentParser:
         "the run's config.yaml).",
     )
     parser.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run folder (its last checkpoint) or a .ckpt")
-    parser.add_argument("--sigma", "--values", dest="values", type=float, nargs="+", required=True,
+    parser.add_argument("--sigma", "--values", dest="values", type=float, nargs="+", required=True, metavar="V",
                         help="the values of the swept non-ideality, e.g. --sigma 0 0.01 0.03 0.05")  # fmt: skip
     parser.add_argument("--vary", choices=SWEEPABLE, default="d2d_sigma", help="the non-ideality swept")
     parser.add_argument("--draws", type=int, default=10, help="arrays drawn per pattern and value (default 10)")
