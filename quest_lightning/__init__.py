@@ -13,6 +13,7 @@ The front door: the names a user needs, imported on first use so that ``import q
 * :class:`WeightTransitionMonitor`, :class:`AORMeter`, :class:`DeviceEnergyCallback`: the analysis, for any Lightning
   run;
 * :func:`get_device`: a device preset by name;
+* :func:`export`: the integer deployment bundle of a trained network, with its programming map;
 * :func:`build_report`: a finished run's plots and HTML page.
 """
 
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "get_device": "quest_lightning.devices",
     "DeviceSpec": "quest_lightning.devices",
     "build_report": "quest_lightning.report",
+    "export": "quest_lightning.deploy",
     "read_summary": "quest_lightning.summary",
 }
 
@@ -47,6 +49,7 @@ __all__ = [
     "VGGConfig",
     "WeightTransitionMonitor",
     "build_report",
+    "export",
     "get_device",
     "quantize",
     "read_summary",
@@ -55,6 +58,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and documentation tools
     from quest_lightning.convert import quantize
+    from quest_lightning.deploy import export
     from quest_lightning.devices import DeviceSpec, get_device
     from quest_lightning.lightning.callbacks import AORMeter, DeviceEnergyCallback, WeightTransitionMonitor
     from quest_lightning.lightning.module import QuestModule

@@ -276,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Subcommands:
         ``run [LAUNCHER OPTIONS] SCRIPT [ARGS]``: launch a training script (options as for ``fabric run``).
+        ``export CHECKPOINT|RUN_DIR --out DIR``: write a deployment bundle (:mod:`quest_lightning.deploy`).
         ``report RUN_DIR [--out-dir DIR] [--force]``: build the report of a finished run.
         ``sweep RUN_DIR|CHECKPOINT --sigma V [V ...] [OPTIONS]``: accuracy against device variation per R-S pattern,
         saved into the run folder and drawn by the report (:mod:`quest_lightning.cli.sweep`).
@@ -296,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from quest_lightning.cli.sweep import sweep_main
 
         return sweep_main(argv[1:])
+    if argv and argv[0] == "export":  # its own parser, imported only when asked for (it loads torch)
+        from quest_lightning.deploy.command import export_command
+
+        return export_command(argv[1:])
     parser = argparse.ArgumentParser(
         prog="quest-lightning", description="Quantized, energy-aware SNN training with PyTorch Lightning."
     )
@@ -311,6 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="accuracy against device variation per R-S pattern: sweep RUN_DIR|CHECKPOINT --sigma V [V ...] "
         "[--vary F] [--draws N] [--patterns all|best|INDEX ...] [--data.KEY VALUE] [--limit-test N] [--force] "
         "(see `quest-lightning sweep --help`)",
+    )
+    sub.add_parser(
+        "export",
+        help="write a deployment bundle (integer codes, thresholds, programming map): export CHECKPOINT|RUN_DIR "
+        "--out DIR (see `quest-lightning export --help`)",
     )
     report = sub.add_parser("report", help="build the report of a finished run", description="Build a run report.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="folder of the run")

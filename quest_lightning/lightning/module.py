@@ -23,6 +23,7 @@ from lightning.fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from quest_lightning.energy.aware import EnergyAware, EnergyAwareKnobs
 from quest_lightning.nn.encoders import check_timesteps, make_encoder
 from quest_lightning.nn.inspect import quantized_layers, spiking_neurons
 from quest_lightning.nn.neurons import backend_of
@@ -57,7 +58,16 @@ class QuestModule(pl.LightningModule):
         milestones: fractions of ``max_epochs`` where the step schedule decays.
         gamma: the step schedule's factor.
         label_smoothing: cross-entropy label smoothing.
-        device_name, pattern: recorded as hyperparameters (the device and R-S pattern of the run).
+        device_name, pattern: recorded as hyperparameters (the device and R-S pattern of the run); with an
+            energy-aware knob on, they also choose the write and read energies that weigh it.
+        write_aware: the write-aware hysteresis margin :math:`h` in grid steps, in ``[0, 0.5)`` (0: off); see
+            ``docs/energy-aware.md`` and :class:`~quest_lightning.energy.aware.EnergyAwareKnobs`.
+        read_aware: the weight :math:`\\lambda_r` of the read-aware penalty added to the training loss (0: off).
+        energy_weighted: weigh both knobs by the chosen R-S pattern's write and read energies (else every level
+            change, and every non-zero weight, costs the same).
+        energy_device: the :class:`~quest_lightning.devices.DeviceSpec` (or preset name, dict, YAML path) whose
+            energies weigh the knobs; ``None`` uses ``device_name`` (``"skmtj7"`` when that is ``None`` too). Not
+            saved as a hyperparameter.
     """
 
     def __init__(
@@ -77,6 +87,10 @@ class QuestModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         device_name: str | None = None,
         pattern: str | int | None = None,
+        write_aware: float = 0.0,
+        read_aware: float = 0.0,
+        energy_weighted: bool = True,
+        energy_device: Any = None,
     ) -> None:
         super().__init__()
         check_timesteps(timesteps)
@@ -94,7 +108,17 @@ class QuestModule(pl.LightningModule):
         self.model = model
         self.timesteps = timesteps
         self.encoder = make_encoder(encoder, timesteps)
-        self.save_hyperparameters(ignore=["model"])
+        knobs = EnergyAwareKnobs(
+            write_margin=write_aware,
+            read_weight=read_aware,
+            write_weighted=energy_weighted,
+            read_weighted=energy_weighted,
+            pattern="best" if pattern is None else pattern,
+        )
+        # built here, before any checkpoint is loaded: the write knob's held codes are part of the state dict
+        self.energy_aware = EnergyAware(model, knobs, energy_device if energy_device is not None else device_name)
+        self.energy_aware.attach()
+        self.save_hyperparameters(ignore=["model", "energy_device"])
         self._replace_hyperparameters({**self.hparams, "milestones": list(milestones)})  # plain YAML, not a tuple
         self.network_description = _describe(model)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -147,7 +171,12 @@ class QuestModule(pl.LightningModule):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        loss = self._shared_step(batch, "train")
+        if self.energy_aware.knobs.read_weight > 0:
+            penalty = self.energy_aware.penalty().to(loss.device)
+            self.log("train/read_penalty", penalty.detach(), batch_size=batch[1].shape[0])
+            loss = loss + penalty
+        return loss
 
     def on_train_epoch_end(self) -> None:
         # Computed here, in the module's hook, on every rank at the same point. A Metric logged from training_step is

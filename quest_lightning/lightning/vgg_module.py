@@ -182,6 +182,7 @@ class QuestVGG(QuestModule):
             net,
             num_classes=network.num_classes,
             device_name=spec.name if spec is not None else None,
+            energy_device=spec,
             **kwargs,
         )
         self.network = network

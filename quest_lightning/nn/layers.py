@@ -37,6 +37,7 @@ from spikingjelly.activation_based.base import StepModule
 from torch import Tensor, nn
 
 from quest_lightning.functional.grid import check_bits, check_quant_bits, num_levels, qmax
+from quest_lightning.functional.hysteresis import Margin, hysteresis_codes, hysteresis_quantize
 from quest_lightning.functional.quantize import (
     AlphaInit,
     Transform,
@@ -99,6 +100,10 @@ class QuantLayerMixin(StepModule):
     feature_dims: ClassVar[int]
     weight_perturbation: Callable[[Tensor, Tensor], Tensor] | None = None
     """Optional ``hook(w_q, codes) -> w`` applied after quantization (device non-idealities); ``None``: off."""
+    hysteresis: Margin | None = None
+    """Optional write-aware hysteresis margin (:mod:`quest_lightning.functional.hysteresis`; set it with
+    :func:`quest_lightning.energy.aware.set_hysteresis`): a code changes only when the latent weight is past the
+    boundary by the margin, and the codes held between passes are the ``held_codes`` buffer; ``None``: off."""
     _step_mode: str | None = None  # declared step mode; None: follow each input
     _input_step_mode: str = "s"  # the layout of the last input
 
@@ -231,7 +236,14 @@ class QuantLayerMixin(StepModule):
             return self.weight
         self.project_alpha()
         scale = alpha_grad_scale(self.weight.numel(), self.bits) if self.use_alpha_grad_scale else None
-        w_q, codes = mint_quantize(self.weight, self.alpha, self.bits, self.transform, scale)
+        if self.hysteresis is None:
+            w_q, codes = mint_quantize(self.weight, self.alpha, self.bits, self.transform, scale)
+        else:
+            held = getattr(self, "held_codes", None)
+            w_q, codes = hysteresis_quantize(
+                self.weight, self.alpha, self.bits, self.transform, scale, held, self.hysteresis
+            )
+            self.held_codes = codes
         self.codes = codes
         if self.weight_perturbation is not None:
             w_q = self.weight_perturbation(w_q, codes)
@@ -240,6 +252,9 @@ class QuantLayerMixin(StepModule):
     def current_codes(self) -> Tensor:
         """Integer codes of the weights as they are now (for example just after an optimizer step)."""
         self.project_alpha()
+        if self.hysteresis is not None:
+            held = getattr(self, "held_codes", None)
+            return hysteresis_codes(self.weight, self.alpha, self.bits, self.transform, held, self.hysteresis)
         return mint_codes(self.weight, self.alpha.detach(), self.bits, self.transform)
 
     @property

@@ -134,3 +134,37 @@ def test_checkpoint_keeps_the_arguments_and_loggers_get_the_description(tmp_path
     with torch.no_grad():
         expected = (module(x).mean(0).argmax(1) == y).float().mean()
     torch.testing.assert_close(trainer.callback_metrics["train/acc"], expected)
+
+
+def _tiny_vgg(**kwargs) -> QuestVGG:
+    torch.manual_seed(0)
+    return QuestVGG(VGGConfig(arch="vgg6", image_size=8, in_channels=1), device="skmtj7", timesteps=2, **kwargs)
+
+
+def test_energy_aware_knobs_are_off_by_default_and_on_when_asked(tmp_path):
+    """Off: no hysteresis, no penalty, the loss is the plain cross-entropy. On: every quantized layer holds its codes
+    (a checkpointed buffer), the read penalty joins the loss, and a checkpoint loads back with the held codes."""
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    plain = _tiny_vgg()
+    assert not plain.energy_aware.knobs.on
+    assert all(getattr(m, "held_codes", None) is None for m in plain.model.modules())
+    assert plain.energy_aware.penalty().item() == 0.0
+    expected = F.cross_entropy(plain(x).mean(0), y)
+    aware = _tiny_vgg(write_aware=0.2, read_aware=0.5)
+    assert aware.hparams.write_aware == 0.2 and aware.hparams.read_aware == 0.5
+    held = [m for m in aware.model.modules() if getattr(m, "held_codes", None) is not None]
+    assert held and all(m.enabled for m in held)
+    out = aware(x)
+    penalty = aware.energy_aware.penalty()
+    assert penalty.item() > 0  # the network reads non-zero weights
+    assert torch.allclose(F.cross_entropy(out.mean(0), y), expected)  # same weights: the task loss is unchanged
+
+    data = DataLoader(TensorDataset(torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))), batch_size=4)
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(aware, data)
+    path = tmp_path / "aware.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = QuestVGG.load_from_checkpoint(path, map_location="cpu")
+    for (name, a), (_, b) in zip(aware.model.named_modules(), loaded.model.named_modules(), strict=True):
+        if getattr(a, "held_codes", None) is not None:
+            assert torch.equal(a.held_codes, b.held_codes), name
