@@ -11,6 +11,7 @@ sample and are labelled with SI prefixes (fJ, pJ, nJ, µJ).
 * :mod:`~quest_lightning.report.plots.devices`: devices side by side, writes per cell, endurance, and the accuracy
   against device variation;
 * :mod:`~quest_lightning.report.plots.training`: the summary's per-epoch curves, or Lightning's ``metrics.csv``;
+* :mod:`~quest_lightning.report.plots.training_cost`: what a training step costs (``TrainingCostMeter``);
 * :mod:`~quest_lightning.report.plots.common`: units, names, layout and PNG output.
 """
 
@@ -45,6 +46,11 @@ from quest_lightning.report.plots.training import (
     training_columns,
     training_figure,
 )
+from quest_lightning.report.plots.training_cost import (
+    PASS_LABELS,
+    training_cost_epochs_figure,
+    training_cost_layers_figure,
+)
 from quest_lightning.report.plots.transitions import (
     trajectory_figure,
     transition_figure,
@@ -55,6 +61,7 @@ __all__ = [
     "ACTIVITY_METRICS",
     "CURVE_STAGES",
     "MANY_PATTERNS",
+    "PASS_LABELS",
     "SILENT_NOTE",
     "ActivityMetric",
     "activity_figure",
@@ -75,6 +82,8 @@ __all__ = [
     "sweep_figure",
     "trajectory_figure",
     "training_columns",
+    "training_cost_epochs_figure",
+    "training_cost_layers_figure",
     "training_figure",
     "transition_figure",
     "transition_overview_figure",

@@ -17,6 +17,7 @@ SECTION_TITLES: dict[str, str] = {
     "run": "Run, devices and conventions",
     "key-numbers": "Key numbers",
     "training": "Training curves",
+    "training-cost": "Training cost and energy-aware knobs",
     "activity": "Activity: spike rate, weight sparsity and AOR",
     "transitions": "Weight transitions",
     "write-energy": "Write energy per R-S pattern",
@@ -29,6 +30,9 @@ SECTION_TITLES: dict[str, str] = {
 """The page's sections, in order: ``<section id="sec-{key}">`` with this ``<h2>`` title."""
 SECTION_INTROS: dict[str, str] = {
     "key-numbers": "Energies are joules per sample (write energy: per sample seen in the stage's optimizer steps).",
+    "training-cost": "What the run trained with (the energy-aware knobs, when one was on) and what its training steps "
+    "cost: the non-zero operations of the forward, backward and weight-gradient passes per sample, counted exactly by "
+    "TrainingCostMeter, and their energy per sample (CMOS arithmetic and device reads).",
     "transitions": "How the integer weight codes moved between consecutive optimizer steps inside each monitored "
     "stage (WeightTransitionMonitor): every change of level is a device write.",
     "write-energy": "Device write energy per sample seen, Σ_{i≠j} C[i,j] E_w^p[i,j] / samples, for every R-S "

@@ -129,6 +129,12 @@ def key_numbers_section(summary: RunSummary, metrics: list[dict[str, float | Non
     the write energy of every stage and the read energy of the last epoch, the endurance, and the activity means."""
     sec = new_section("key-numbers")
     rows = _curve_rows(summary, metrics)
+    if summary.energy_aware is not None:
+        rows.append(["energy-aware knobs", summary.energy_aware.source, summary.energy_aware.describe()])
+    if summary.training_cost is not None:
+        last = summary.training_cost.latest
+        total = format_joules(last.energy.total_j)
+        rows.append([f"training step energy per sample (epoch {last.epoch})", "TrainingCostMeter", total])
     many = len(summary.devices) > 1
     for head in device_headlines(summary):
         p = head.pricing
