@@ -1,6 +1,6 @@
-"""The end-of-fit summary of a recipe run: test accuracy, activity, every priced device's write, read and compute
-energy, the run's flags, and where the run's files are (summary JSON, HTML report, W&B run and the ``wandb sync``
-line).
+"""The end-of-fit summary of a recipe run: test accuracy, activity, the energy-aware knobs and the energy of a
+training step when the run has them, every priced device's write, read and compute energy, the run's flags, and
+where the run's files are (summary JSON, HTML report, W&B run and the ``wandb sync`` line).
 
 The figures come from the typed run record: the ``quest_summary.json`` the run wrote (read back with
 :func:`~quest_lightning.summary.read_summary`, so that the summary and the report show the same numbers), else the
@@ -144,6 +144,12 @@ def print_summary(trainer, test_metrics: dict[str, Any], report: str | None = No
         row(f"mean spike rate (per neuron per sample, over T; {a.stage})", _fixed(a.spike_rate_mean, 4))
         row(f"mean AOR (quantized layers; {a.stage})", _fixed(a.aor_mean, 4))
         row("mean weight sparsity", f"{100 * a.sparsity_mean:.1f} %" if a.sparsity_mean is not None else None)
+    record = s.record
+    if record is not None and record.energy_aware is not None:
+        row(f"energy-aware knobs ({record.energy_aware.source})", record.energy_aware.describe())
+    if record is not None and record.training_cost is not None:
+        last = record.training_cost.latest
+        row(f"training step energy per sample (epoch {last.epoch})", format_joules(last.energy.total_j))
     for h in s.devices:
         table.add_section()
         row("device", h.name)

@@ -8,6 +8,7 @@ import html
 import json
 import math
 import re
+import types
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -166,6 +167,23 @@ def test_the_report_shows_the_knobs_and_the_cost(aware_run, tmp_path) -> None:
     assert f"{layer.total('forward'):,.1f}" in text and f"{layer.total('weight_grad'):,.1f}" in text
     assert NO_SETTINGS not in text and NO_COST not in text
     assert (tmp_path / "report" / "training-cost-epochs.png").stat().st_size > 10_000
+
+
+def test_the_end_of_fit_summary_prints_the_knobs_and_the_step_energy(aware_run, monkeypatch, capsys) -> None:
+    from quest_lightning.cli.run_summary import print_summary
+    from quest_lightning.report.plots import format_joules
+
+    _, _, folder, summary = aware_run
+    energy = DeviceEnergyCallback()
+    energy.summary_path = str(folder / SUMMARY_FILE)
+    monkeypatch.setenv("COLUMNS", "300")  # rich wraps at the terminal's width
+    print_summary(types.SimpleNamespace(callbacks=[energy], loggers=[]), {})
+    out = capsys.readouterr().out
+    knobs = r"energy-aware knobs \(QuestModule\)\s+│ write margin h = 0.3 grid steps, read penalty weight λ = 0.5"
+    assert re.search(knobs, out)
+    step = format_joules(summary.training_cost.latest.energy.total_j)
+    assert re.search(rf"training step energy per sample \(epoch 1\)\s+│ {step}", out)
+    assert "flag energy_aware: trained energy-aware (QuestModule" in out
 
 
 def test_a_plain_run_has_no_energy_aware_or_training_cost_record(tmp_path) -> None:
