@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -352,3 +353,34 @@ def test_launcher_tells_the_script_which_settings_it_was_given(probe):
     assert os.environ["QUEST_LAUNCHER_OPTIONS"] == "devices,precision"
     assert cli.main(["run", str(probe)]) == 0
     assert os.environ["QUEST_LAUNCHER_OPTIONS"] == ""
+
+
+def test_end_of_fit_summary_prints_every_device_and_flag(tmp_path, monkeypatch, capsys):
+    from report_helpers import FLAGS, full_summary, write_run
+
+    from quest_lightning.cli.run_summary import print_summary
+    from quest_lightning.lightning.callbacks import DeviceEnergyCallback
+
+    energy = DeviceEnergyCallback()
+    energy.summary_path = str(write_run(tmp_path, full_summary()))  # what the run wrote: the report's numbers
+    trainer = types.SimpleNamespace(callbacks=[energy], loggers=[])
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps at the terminal's width
+    shown = print_summary(trainer, {"test/acc": 0.5})
+    out = capsys.readouterr().out
+    assert shown.test_accuracy == 0.5 and [d.name for d in shown.devices] == ["toy", "toy2"]
+    assert shown.flags == FLAGS and shown.activity.stage == "val"
+    assert "test accuracy" in out and "50.00 %" in out
+    assert "mean AOR (quantized layers; val)" in out and "0.0000" in out
+    blocks = re.split(r"│ device\s+│", out)[1:]  # one block of rows per device, in the summary's order
+    assert len(blocks) == 2
+    for block, (device, write, read) in zip(blocks, (("toy ", "2 pJ", "1 pJ"), ("toy2", "6 pJ", "3 pJ")), strict=True):
+        assert block.lstrip().startswith(device)
+        assert re.search(rf"write energy per sample seen\s+│ {write}", block)
+        assert re.search(rf"read energy per sample \(val, epoch 1\)\s+│ {read}", block)
+    # the val epoch never fired: its ratios (27.6 / 6 = 4.6, 12 / 6 = 2) are never shown as savings
+    assert out.count("4.60× (silent network: not a saving)") == 2 and out.count("2.00× (silent network") == 2
+    assert "×" not in out.replace("× (silent network: not a saving)", "")
+    for flag in FLAGS:
+        assert f"flag {flag.code}: (stage {flag.stage}, epoch {flag.epoch}) {flag.message}" in out
+    assert "epochs to the first worn-out cell" in out and "2.857e+05" in out
+    assert f"summary JSON: {energy.summary_path}" in out and f"quest-lightning report {tmp_path}" in out

@@ -1,6 +1,5 @@
 """The recipe through LightningCLI: a tiny real fit (with test, summary and report), help, and config errors."""
 
-import json
 import sys
 
 import pytest
@@ -10,6 +9,7 @@ from recipe_helpers import DEMO_CONFIG, RECIPE, recipe_args
 from quest_lightning.cli import lightning_main
 from quest_lightning.cli.recipe import QuestLightningCLI, translate_flat_network_keys
 from quest_lightning.lightning.vgg_module import VGGConfig
+from quest_lightning.summary import read_summary
 
 
 def _args(tmp_path, data, *extra):
@@ -27,9 +27,9 @@ def test_recipe_fit_tests_and_reports(tmp_path, tiny_cifar, one_thread, monkeypa
         assert line in out
     summaries = list((tmp_path / "run").rglob("quest_summary.json"))
     assert len(summaries) == 1
-    summary = json.loads(summaries[0].read_text())
-    assert set(summary["transitions"]) == {"a", "b"}
-    assert summary["device"]["name"] == "skmtj7" and summary["bits"] == 2
+    summary = read_summary(summaries[0])
+    assert set(summary.transitions) == {"a", "b"}
+    assert summary.primary.name == "skmtj7" and summary.bits == 2
     assert (summaries[0].parent / "report" / "report.html").is_file()
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

@@ -260,9 +260,11 @@ def _report_command(run_dir: str, out_dir: str | None, force: bool = False) -> i
             file=sys.stderr,
         )
         return 1
+    from quest_lightning.summary import SummaryFormatError
+
     try:
         result = build_report(run_dir, out_dir=out_dir, **({"force": True} if force else {}))
-    except (FileNotFoundError, FileExistsError) as err:  # no summary; an --out-dir that is not ours
+    except (FileNotFoundError, FileExistsError, SummaryFormatError) as err:  # no or bad summary; a folder not ours
         print(f"quest-lightning report: {err}", file=sys.stderr)
         return 1
     print(result)
@@ -276,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ``run [LAUNCHER OPTIONS] SCRIPT [ARGS]``: launch a training script (options as for ``fabric run``).
         ``export CHECKPOINT|RUN_DIR --out DIR``: write a deployment bundle (:mod:`quest_lightning.deploy`).
         ``report RUN_DIR [--out-dir DIR] [--force]``: build the report of a finished run.
+        ``sweep RUN_DIR|CHECKPOINT --sigma V [V ...] [OPTIONS]``: accuracy against device variation per R-S pattern,
+        saved into the run folder and drawn by the report (:mod:`quest_lightning.cli.sweep`).
         ``doctor [--fix] [--bin-dir DIR]``: check that ``lightning`` is still ours (lightning-sdk replaces it).
 
     Args:
@@ -289,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":
         return _run_command(argv[1:], prog="quest-lightning run")
+    if argv and argv[0] == "sweep":
+        from quest_lightning.cli.sweep import sweep_main
+
+        return sweep_main(argv[1:])
     if argv and argv[0] == "export":  # its own parser, imported only when asked for (it loads torch)
         from quest_lightning.deploy.command import export_command
 
@@ -302,6 +310,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run",
         help="run a training script: run [--accelerator A] [--devices N] [--num-nodes N] [--precision P] "
         "[--strategy S] SCRIPT [ARGS] (see `quest-lightning run --help`)",
+    )
+    sub.add_parser(
+        "sweep",
+        help="accuracy against device variation per R-S pattern: sweep RUN_DIR|CHECKPOINT --sigma V [V ...] "
+        "[--vary F] [--draws N] [--patterns all|best|INDEX ...] [--data.KEY VALUE] [--limit-test N] [--force] "
+        "(see `quest-lightning sweep --help`)",
     )
     sub.add_parser(
         "export",

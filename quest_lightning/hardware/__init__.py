@@ -15,10 +15,11 @@ from quest_lightning.hardware.evaluate import SWEEPABLE, accuracy, draw_seeds, e
 from quest_lightning.hardware.inject import ArrayInstance, ArrayPerturbation, noise_aware_training, on_array
 from quest_lightning.hardware.mapping import ConductanceMapping, LinearInterpolation, NearestLevel, level_conductances
 from quest_lightning.hardware.plots import plot_variation_sweep
-from quest_lightning.hardware.results import ArrayAccuracy, VariationSweep, mean_std
+from quest_lightning.hardware.results import SWEEP_FILE, ArrayAccuracy, VariationSweep, mean_std
 
 __all__ = [
     "SWEEPABLE",
+    "SWEEP_FILE",
     "ArrayAccuracy",
     "ArrayInstance",
     "ArrayModel",

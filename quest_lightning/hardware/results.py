@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from quest_lightning.devices.patterns import format_mapping
 
-__all__ = ["ArrayAccuracy", "VariationSweep", "mean_std"]
+__all__ = ["SWEEP_FILE", "SWEEP_FORMAT", "ArrayAccuracy", "VariationSweep", "mean_std"]
+
+SWEEP_FILE = "variation_sweep.json"
+"""The file name of a :class:`VariationSweep` in a run folder, next to the run's ``quest_summary.json``:
+``quest-lightning sweep`` writes it there (:meth:`VariationSweep.save`) and the report draws it when it is there."""
+SWEEP_FORMAT = "quest-lightning/variation-sweep-v1"
+"""The ``format`` key of a saved sweep."""
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -172,6 +181,58 @@ class VariationSweep:
             nonideal=dict(data.get("nonideal", {})),
             t_inference_s=data.get("t_inference_s"),
         )
+
+    def save(self, run_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the sweep as JSON to ``run_dir/variation_sweep.json`` (:data:`SWEEP_FILE`), through a temporary
+        file and a rename (never half-written).
+
+        Args:
+            run_dir: The run folder (the one that holds ``quest_summary.json``); created if missing.
+            overwrite: Replace a sweep the folder already holds.
+
+        Returns:
+            The path of the file.
+
+        Raises:
+            FileExistsError: The folder already holds a sweep and ``overwrite`` is False.
+        """
+        path = Path(run_dir) / SWEEP_FILE
+        if path.exists() and not overwrite:
+            raise FileExistsError(
+                f"{path} exists: this run folder already holds a variation sweep; pass overwrite=True (--force on "
+                "the command line) to replace it, or save into another folder."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"format": SWEEP_FORMAT, **self.to_dict()}, indent=2, allow_nan=False), "utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> VariationSweep:
+        """Read a sweep written by :meth:`save`: the JSON file, or a run folder that holds :data:`SWEEP_FILE`.
+
+        Raises:
+            FileNotFoundError: No such file (or the folder holds no sweep).
+            ValueError: The file is not a sweep this version reads; the message names what is wrong.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / SWEEP_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{path} is not valid JSON ({err}); write it again with `quest-lightning sweep --force`"
+            ) from None
+        if not isinstance(data, dict) or data.get("format", SWEEP_FORMAT) != SWEEP_FORMAT:
+            got = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{path} is not a variation sweep of format {SWEEP_FORMAT!r} (got {got!r})")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            detail = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+            raise ValueError(f"{path} is not a readable variation sweep ({detail})") from None
 
     def to_markdown(self, digits: int = 1) -> str:
         """A table: one row per pattern, one column per value, cells ``mean ± std`` in percent."""

@@ -1,15 +1,17 @@
-"""The report builder: reads a run summary, draws its figures section by section and writes the HTML page."""
+"""The report builder: reads a run summary (typed, :func:`~quest_lightning.summary.read_summary`), draws its figures
+section by section and writes the HTML page, with the run's flags in a box at the top."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from quest_lightning.report.html import Section, render_page
+from quest_lightning.report.headline import flag_text
+from quest_lightning.report.html import Banner, Section, render_page
 from quest_lightning.report.inputs import (
     FAILED_FILE,
     METRICS_FILE,
@@ -17,31 +19,44 @@ from quest_lightning.report.inputs import (
     find_summary,
     read_failure,
     read_metrics_csv,
+    read_sweep,
+    sweep_path,
 )
 from quest_lightning.report.sections import (
     SECTION_TITLES,
     FigureWriter,
     activity_section,
     compute_energy_section,
+    devices_section,
+    endurance_section,
     key_numbers_section,
     read_energy_section,
     run_section,
+    sweep_section,
+    training_cost_section,
     training_section,
     transitions_section,
     write_energy_section,
 )
-from quest_lightning.report.sections.common import get_path
+from quest_lightning.summary import RunSummary, read_summary
+
+if TYPE_CHECKING:
+    from quest_lightning.hardware import VariationSweep
+
+__all__ = ["MANIFEST_FILE", "REPORT_FILE", "build_report", "build_sections", "flags_banner", "report_files"]
 
 REPORT_FILE = "report.html"
 """The page's file name in the report folder."""
 MANIFEST_FILE = "report_manifest.json"
 """The list of files a report wrote into its folder, so that the next report replaces exactly those."""
 
+Metrics = list[dict[str, float | None]]
+
 
 def _guarded(sid: str, make: Callable[[], Section]) -> Section:
     try:
         return make()
-    except Exception as err:  # a malformed part of the summary must not cost the rest of the report
+    except Exception as err:  # a part of the summary that cannot be drawn must not cost the rest of the report
         title = SECTION_TITLES[sid]
         warnings.warn(f"report section {title!r} failed: {type(err).__name__}: {err}", stacklevel=3)
         sec = Section(sid, title)
@@ -49,43 +64,76 @@ def _guarded(sid: str, make: Callable[[], Section]) -> Section:
         return sec
 
 
-def _sections(
-    b: FigureWriter,
-    summary: Mapping[str, Any],
-    metrics: list[dict[str, float | None]] | None,
-    summary_path: Path,
-    metrics_path: Path | None,
+def _sweep(summary_path: Path) -> tuple[VariationSweep | None, Path | None, str | None]:
+    """The run's variation sweep, its path, and why it cannot be read (when it cannot)."""
+    path = sweep_path(summary_path)
+    try:
+        return read_sweep(summary_path), (path if path.is_file() else None), None
+    except (OSError, ValueError) as err:
+        return None, path, str(err)
+
+
+def _draw(
+    b: FigureWriter, summary: RunSummary, metrics: Metrics | None, summary_path: Path, metrics_path: Path | None
 ) -> list[Section]:
+    sweep, found, problem = _sweep(summary_path)
     makers: dict[str, Callable[[], Section]] = {
-        "run": lambda: run_section(summary, summary_path, metrics_path),
+        "run": lambda: run_section(summary, summary_path, metrics_path, found),
         "key-numbers": lambda: key_numbers_section(summary, metrics),
-        "training": lambda: training_section(b, metrics, metrics_path),
+        "training": lambda: training_section(b, summary, metrics, metrics_path),
+        "training-cost": lambda: training_cost_section(b, summary),
         "activity": lambda: activity_section(b, summary),
         "transitions": lambda: transitions_section(b, summary),
         "write-energy": lambda: write_energy_section(b, summary),
+        "endurance": lambda: endurance_section(b, summary),
         "read-energy": lambda: read_energy_section(b, summary),
         "compute-energy": lambda: compute_energy_section(b, summary),
+        "devices": lambda: devices_section(b, summary),
+        "sweep": lambda: sweep_section(b, summary, sweep, found),
     }
-    return [_guarded(sid, make) for sid, make in makers.items()]
+    sections = [_guarded(sid, make) for sid, make in makers.items()]
+    if problem is not None:
+        sections[-1].warnings.append(f"The variation sweep cannot be read: {problem}")
+    return sections
 
 
 def build_sections(
-    summary: Mapping[str, Any],
+    summary: RunSummary,
     out_dir: str | Path,
-    metrics: list[dict[str, float | None]] | None = None,
+    metrics: Metrics | None = None,
     summary_path: str | Path = SUMMARY_FILE,
     metrics_path: str | Path | None = None,
     dpi: int = 100,
 ) -> list[Section]:
     """Draw every figure of ``summary`` into ``out_dir`` (PNG) and return the page's sections.
 
-    Sections whose data are missing are kept, with a note saying what was skipped and why. Unlike
-    :func:`build_report`, this neither checks nor records what ``out_dir`` holds.
+    Sections whose data are missing are kept, with a note saying what was skipped and why. The variation sweep is
+    read from beside ``summary_path`` when it is there. Unlike :func:`build_report`, this neither checks nor records
+    what ``out_dir`` holds.
+
+    Args:
+        summary: The run record.
+        out_dir: Where the PNGs go (created if missing).
+        metrics: ``metrics.csv`` rows (:func:`~quest_lightning.report.inputs.read_metrics_csv`), the training curves
+            of a summary that has none.
+        summary_path: The summary's file (named in the page; the sweep is looked for next to it).
+        metrics_path: The ``metrics.csv`` file (named in the page).
+        dpi: The PNGs' resolution.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = Path(metrics_path) if metrics_path is not None else None
-    return _sections(FigureWriter(out, dpi), summary, metrics, Path(summary_path), metrics_path)
+    return _draw(FigureWriter(out, dpi), summary, metrics, Path(summary_path), metrics_path)
+
+
+def flags_banner(summary: RunSummary) -> Banner:
+    """The box at the top of the page: every flag of the run (code, where, message), or a quiet box saying there
+    is none."""
+    if not summary.flags:
+        return Banner("No flags: nothing in this run's record needs a caveat.", alarm=False)
+    n = len(summary.flags)
+    title = f"{n} flag{'s' if n > 1 else ''}: read the figures below with these caveats."
+    return Banner(title, [(f.code, flag_text(f)) for f in summary.flags])
 
 
 def _listed(manifest: Path) -> list[str]:
@@ -129,8 +177,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, forc
 
     Args:
         run_dir: The run's folder (e.g. ``lightning_logs/version_0``), searched recursively for
-            ``quest_summary.json`` (the newest wins), or the summary file itself. ``metrics.csv`` next to the
-            summary, if any, adds the training curves.
+            ``quest_summary.json`` (the newest wins), or the summary file itself. Next to the summary, a
+            ``variation_sweep.json`` (``quest-lightning sweep``) adds the accuracy against device variation, and
+            ``metrics.csv`` gives the training curves of an older summary that records none.
         out_dir: Where to write the PNGs and ``report.html``; default ``RUN_DIR/report``.
         force: write into a non-empty ``out_dir`` that holds no earlier report (same-named files are replaced).
 
@@ -140,20 +189,18 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, forc
     Raises:
         FileNotFoundError: If no summary is found.
         FileExistsError: If ``out_dir`` is not empty and holds no report of ours, and ``force`` is False.
-        ValueError: If the summary is not a JSON object.
+        SummaryFormatError: If the summary is not one this version reads (a ``ValueError``; the message says how
+            to regenerate it).
     """
     summary_path = find_summary(run_dir)
-    with open(summary_path, encoding="utf-8") as f:
-        summary = json.load(f)
-    if not isinstance(summary, dict):
-        raise ValueError(f"{summary_path} holds a JSON {type(summary).__name__}, not the object of a run summary")
+    summary = read_summary(summary_path)
     base = Path(run_dir) if Path(run_dir).is_dir() else summary_path.parent
     out = Path(out_dir) if out_dir is not None else base / "report"
     _claim(out, force)
     metrics_path = summary_path.with_name(METRICS_FILE)
     metrics = read_metrics_csv(metrics_path) if metrics_path.is_file() else None
     writer = FigureWriter(out, dpi=100)
-    sections = _sections(writer, summary, metrics, summary_path, metrics_path if metrics is not None else None)
+    sections = _draw(writer, summary, metrics, summary_path, metrics_path if metrics is not None else None)
     failure = read_failure(summary_path)
     if failure is not None:
         sections[0].warnings.insert(
@@ -162,13 +209,13 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, forc
             f"{failure.get('epoch', '?')}, step {failure.get('global_step', '?')}, with {failure.get('error', '?')}: "
             f"{failure.get('message', '')} ({FAILED_FILE}). The figures show what was recorded until then.",
         )
-    device = get_path(summary, "device", "name")
-    title = "QUEST run report" + (f": {device}" if device else "")
-    bits = summary.get("bits")
+    devices = ", ".join(dict.fromkeys(d.name for d in summary.devices))
+    title = "QUEST run report" + (f": {devices}" if devices else "")
+    bits = summary.bits
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     subtitle = f"{summary_path}" + (f" · {bits}-bit weights" if bits else "") + f" · generated {stamp}"
     page = out / REPORT_FILE
-    page.write_text(render_page(title, subtitle, sections), encoding="utf-8")
+    page.write_text(render_page(title, subtitle, sections, flags_banner(summary)), encoding="utf-8")
     files = [p.name for p in writer.written] + [REPORT_FILE]
     manifest = {"format": "quest-lightning/report-manifest-v1", "summary": str(summary_path), "files": files}
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

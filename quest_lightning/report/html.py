@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Plot", "Section", "Table", "data_uri", "render_page"]
+__all__ = ["Banner", "Plot", "Section", "Table", "data_uri", "render_page"]
 
 
 @dataclass
@@ -55,6 +55,22 @@ class Section:
     plots: list[Plot] = field(default_factory=list)
 
 
+@dataclass
+class Banner:
+    """The box at the top of the page, above the table of contents (``<div id="flags">``): what the reader must see
+    before any figure.
+
+    Attributes:
+        title: The box's heading.
+        items: ``(label, text)`` lines; the label is shown as code (e.g. a flag's code).
+        alarm: A highlighted (red) box; otherwise a quiet one (e.g. "no flags").
+    """
+
+    title: str
+    items: list[tuple[str, str]] = field(default_factory=list)
+    alarm: bool = True
+
+
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1200px;
        padding: 1em 2em 3em; color: #222; line-height: 1.45; }
@@ -72,6 +88,9 @@ figcaption { color: #444; font-size: 0.9em; max-width: 1000px; }
 .note { background: #f3f6fa; border-left: 4px solid #7a9cc6; padding: 0.4em 0.8em; margin: 0.5em 0; }
 .warn { background: #fff6e0; border-left: 4px solid #e0a800; padding: 0.4em 0.8em; margin: 0.5em 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
+.flags { background: #fdecea; border: 2px solid #d93025; border-radius: 4px; padding: 0.5em 1em; margin: 1em 0; }
+.flags.quiet { background: #eef7ee; border-color: #5a9e5a; }
+.flags ul { margin: 0.3em 0 0; padding-left: 1.2em; } .flags li { margin: 0.2em 0; }
 """
 
 
@@ -131,8 +150,18 @@ def _section(section: Section) -> str:
     return "\n".join(out)
 
 
-def render_page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
-    """The whole page as one HTML string (UTF-8), with a table of contents linking to every section."""
+def _banner(banner: Banner | None) -> str:
+    if banner is None:
+        return ""
+    items = "".join(f"<li><code>{html.escape(label)}</code> {html.escape(text)}</li>" for label, text in banner.items)
+    cls = "flags" if banner.alarm else "flags quiet"
+    head = f'<div class="{cls}" id="flags"><b>{html.escape(banner.title)}</b>'
+    return head + (f"<ul>{items}</ul>" if items else "") + "</div>\n"
+
+
+def render_page(title: str, subtitle: str, sections: Sequence[Section], banner: Banner | None = None) -> str:
+    """The whole page as one HTML string (UTF-8): the title, the ``banner`` box if any, a table of contents linking
+    to every section, and the sections."""
     toc = "".join(f'<li><a href="#sec-{html.escape(s.id)}">{html.escape(s.title)}</a></li>' for s in sections)
     body = "\n".join(_section(s) for s in sections)
     return (
@@ -141,5 +170,5 @@ def render_page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n"
         f'<body><h1>{html.escape(title)}</h1><p class="sub">{html.escape(subtitle)}</p>\n'
-        f"<nav><ol>{toc}</ol></nav>\n{body}\n</body></html>\n"
+        f"{_banner(banner)}<nav><ol>{toc}</ol></nav>\n{body}\n</body></html>\n"
     )

@@ -1,4 +1,6 @@
-"""What the report reads: the run's ``quest_summary.json`` and, when it lies next to it, Lightning's ``metrics.csv``."""
+"""What the report reads: the run's ``quest_summary.json`` (through :func:`~quest_lightning.summary.read_summary`) and,
+when they lie next to it, a variation sweep (``variation_sweep.json``), Lightning's ``metrics.csv`` (for older
+summaries without per-epoch curves) and the recipe's failure record."""
 
 from __future__ import annotations
 
@@ -6,10 +8,24 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SUMMARY_FILE = "quest_summary.json"
-"""The run summary's file name (the same as ``quest_lightning.lightning.callbacks.SUMMARY_FILE``)."""
+from quest_lightning.summary import SUMMARY_FILE
+
+if TYPE_CHECKING:
+    from quest_lightning.hardware import VariationSweep
+
+__all__ = [
+    "FAILED_FILE",
+    "METRICS_FILE",
+    "SUMMARY_FILE",
+    "find_summary",
+    "read_failure",
+    "read_metrics_csv",
+    "read_sweep",
+    "sweep_path",
+]
+
 METRICS_FILE = "metrics.csv"
 """The file name of Lightning's ``CSVLogger`` metrics."""
 
@@ -65,3 +81,23 @@ def read_failure(summary_path: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as err:
         return {"error": type(err).__name__, "message": f"{path} is unreadable: {err}"}
     return record if isinstance(record, dict) else {"message": f"{path} holds no failure record"}
+
+
+def sweep_path(summary_path: str | Path) -> Path:
+    """Where the run's variation sweep lies: :data:`~quest_lightning.hardware.results.SWEEP_FILE` next to the
+    summary."""
+    from quest_lightning.hardware.results import SWEEP_FILE
+
+    return Path(summary_path).with_name(SWEEP_FILE)
+
+
+def read_sweep(summary_path: str | Path) -> VariationSweep | None:
+    """The variation sweep next to a run summary, or ``None`` when there is none.
+
+    Raises:
+        ValueError: The file is there but is not a sweep this version reads.
+    """
+    from quest_lightning.hardware.results import VariationSweep
+
+    path = sweep_path(summary_path)
+    return VariationSweep.load(path) if path.is_file() else None

@@ -4,8 +4,9 @@ The callbacks build a :class:`RunSummary`; ``DeviceEnergyCallback`` writes it as
 run directory; the report, the CLI and the experiments read it back with :func:`read_summary`. This package is pure
 (no torch, no Lightning) and is the only place where a figure is looked up by a string key. One module per record
 family: :mod:`~quest_lightning.summary.activity`, :mod:`~quest_lightning.summary.transitions`,
-:mod:`~quest_lightning.summary.energy`, :mod:`~quest_lightning.summary.run` and the file, :mod:`~quest_lightning.
-summary.io`, over the shared machinery of :mod:`~quest_lightning.summary.record`.
+:mod:`~quest_lightning.summary.energy`, :mod:`~quest_lightning.summary.training` (the energy-aware knobs and what a
+training step costs), :mod:`~quest_lightning.summary.run` and the file, :mod:`~quest_lightning.summary.io`, over the
+shared machinery of :mod:`~quest_lightning.summary.record`.
 
 Every record has ``to_dict()`` (JSON-ready) and ``from_dict()``, checks that its numbers are finite (a figure that
 cannot be computed is ``None`` or an empty record with its reason, never NaN), and reads like its dict form
@@ -36,9 +37,19 @@ from quest_lightning.summary.energy import (
 from quest_lightning.summary.io import read_summary, write_summary
 from quest_lightning.summary.record import SCHEMA, SCHEMA_V1, SUMMARY_FILE, SummaryFormatError
 from quest_lightning.summary.run import EpochCurve, Flag, RunSummary
+from quest_lightning.summary.training import (
+    ENERGY_AWARE_FLAG,
+    EnergyAwareSettings,
+    LayerTrainingEnergy,
+    LayerTrainingOps,
+    TrainingCost,
+    TrainingStepCost,
+    TrainingStepEnergy,
+)
 from quest_lightning.summary.transitions import LayerTransitions, LayerWrites, TransitionStage, WritesPerCell
 
 __all__ = [
+    "ENERGY_AWARE_FLAG",
     "SCHEMA",
     "SCHEMA_V1",
     "SUMMARY_FILE",
@@ -48,11 +59,14 @@ __all__ = [
     "ComputeEnergy",
     "DeviceEndurance",
     "DevicePricing",
+    "EnergyAwareSettings",
     "EnergyReport",
     "EpochCurve",
     "Flag",
     "LayerActivity",
     "LayerEndurance",
+    "LayerTrainingEnergy",
+    "LayerTrainingOps",
     "LayerTransitions",
     "LayerWrites",
     "NeuronActivity",
@@ -61,6 +75,9 @@ __all__ = [
     "RunSummary",
     "SkippedLayer",
     "SummaryFormatError",
+    "TrainingCost",
+    "TrainingStepCost",
+    "TrainingStepEnergy",
     "TransitionStage",
     "WriteEnergy",
     "WritesPerCell",

@@ -18,6 +18,7 @@ from quest_lightning.summary.record import (
     SummaryFormatError,
     encode,
 )
+from quest_lightning.summary.training import EnergyAwareSettings, TrainingCost
 from quest_lightning.summary.transitions import TransitionStage, WritesPerCell
 
 __all__ = ["EpochCurve", "Flag", "RunSummary"]
@@ -53,7 +54,8 @@ class Flag(Record):
     """Something the reader must see next to the figures. ``code`` is one of ``silent_network``, ``empty_epoch``,
     ``stage_left_out``, ``layer_skipped`` (a synaptic layer not in the counts), ``mixed_input_kind`` (a layer whose
     input was spikes in some counted batches and analog in others), ``padded_samples`` (DDP padding the counts
-    could not leave out), ``summary_v1`` and ``v1_write_divisor``."""
+    could not leave out), ``energy_aware`` (the run trained with an energy-aware knob on: its writes and reads
+    figures are of that network), ``summary_v1`` and ``v1_write_divisor``."""
 
     code: str
     message: str
@@ -63,8 +65,9 @@ class Flag(Record):
 
 @dataclass(frozen=True)
 class RunSummary(Record):
-    """The whole run: activity per epoch, transitions per stage, every priced device, curves and flags, and the
-    writes per cell when the transition monitor counts them (``None`` otherwise)."""
+    """The whole run: activity per epoch, transitions per stage, every priced device, curves and flags; the writes
+    per cell when the transition monitor counts them, the energy-aware knobs when one was on, and what the training
+    steps cost when a ``TrainingCostMeter`` measured them (each ``None`` otherwise)."""
 
     bits: int | None
     activity: dict[str, tuple[ActivityRecord, ...]] = field(default_factory=dict)
@@ -74,6 +77,8 @@ class RunSummary(Record):
     flags: tuple[Flag, ...] = ()
     format: str = SCHEMA
     writes: WritesPerCell | None = None
+    energy_aware: EnergyAwareSettings | None = None
+    training_cost: TrainingCost | None = None
 
     @property
     def primary(self) -> DevicePricing | None:
@@ -102,6 +107,7 @@ class RunSummary(Record):
         out.update({"bits": self.bits, "activity": encode(self.activity), "transitions": encode(self.transitions)})
         out.update(devices=encode(self.devices), curves=encode(self.curves), flags=encode(self.flags))
         out["writes"] = encode(self.writes)
+        out.update(energy_aware=encode(self.energy_aware), training_cost=encode(self.training_cost))
         return out
 
     @classmethod

@@ -26,14 +26,24 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
+from quest_lightning.energy.aware import EnergyAware
 from quest_lightning.lightning.callbacks.activity_counts import ActivityCounts
 from quest_lightning.lightning.callbacks.base import OWNER, world_size
+from quest_lightning.lightning.callbacks.energy_aware import EnergyAwareTraining
 from quest_lightning.lightning.callbacks.guard import DegenerateRunError, FiniteGuard
 from quest_lightning.lightning.callbacks.resume import validate_after_resume
 from quest_lightning.lightning.callbacks.samples import LayerTaps, loader_of, loader_padding, loaders_of, padding_note
+from quest_lightning.lightning.callbacks.training_ops import TrainingCostMeter
 from quest_lightning.lightning.callbacks.transition_counts import TransitionCounts
 from quest_lightning.nn.inspect import require_quantized_layers
-from quest_lightning.summary import EpochCurve, Flag, RunSummary
+from quest_lightning.summary import (
+    ENERGY_AWARE_FLAG,
+    EnergyAwareSettings,
+    EpochCurve,
+    Flag,
+    RunSummary,
+    TrainingCost,
+)
 
 __all__ = ["DegenerateRunError", "PartOwner", "RunCounts"]
 
@@ -214,17 +224,43 @@ class RunCounts:
                     out.append(Flag("silent_network", msg, stage, r.epoch))
         return tuple(out)
 
+    def energy_aware(self) -> EnergyAwareSettings | None:
+        """The energy-aware knobs the run trains with: the LightningModule's own (``QuestModule(write_aware=...,
+        read_aware=...)``), else an ``EnergyAwareTraining``'s; ``None`` when no knob is on."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        module = trainer.lightning_module
+        own = getattr(module, "energy_aware", None)
+        if isinstance(own, EnergyAware) and own.knobs.on:
+            return EnergyAwareSettings.from_record(own.record(), type(module).__name__)
+        for callback in trainer.callbacks:
+            if isinstance(callback, EnergyAwareTraining) and callback.knobs.on:
+                return EnergyAwareSettings.from_record(callback.record(), type(callback).__name__)
+        return None
+
+    def training_cost(self) -> TrainingCost | None:
+        """What the training steps cost, from the first ``TrainingCostMeter``'s epochs; ``None`` without one, or
+        before it measured an epoch."""
+        trainer = self.trainer
+        meter = next((c for c in trainer.callbacks if isinstance(c, TrainingCostMeter)), None) if trainer else None
+        return TrainingCost.from_history(meter.history) if meter is not None else None
+
     def run_summary(self) -> RunSummary:
         """The typed run record of everything counted and priced so far."""
         devices = tuple(p.summary for p in self.pricers if p.summary is not None)
+        aware = self.energy_aware()
+        flags = ((Flag(ENERGY_AWARE_FLAG, aware.caveat()),) if aware is not None else ()) + self.flags()
         return RunSummary(
             bits=devices[0].bits if devices else None,
             activity={s: tuple(h) for s, h in self.activity.history.items()},
             transitions=dict(self.transitions.results),
             devices=devices,
             curves=tuple(self.curves),
-            flags=self.flags(),
+            flags=flags,
             writes=self.transitions.writes_record,
+            energy_aware=aware,
+            training_cost=self.training_cost(),
         )
 
 

@@ -2,88 +2,112 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from quest_lightning.report.plots.common import (
     TOTAL_COLOR,
     color_map,
     figure_legend,
     finite_values,
+    integer_x_axis,
     new_figure,
     short_name,
     stage_order,
     x_axis,
 )
+from quest_lightning.summary import ActivityRecord
 
-ACTIVITY_METRICS: dict[str, dict[str, str]] = {
-    "spike_rate": {
-        "group": "neurons",
-        "name": "neuron",
-        "value": "rate",
-        "mean": "spike_rate_mean",
-        "ylabel": "spikes / neuron / sample (over T)",
-        "title": "Spike rate per layer",
-    },
-    "sparsity": {
-        "group": "layers",
-        "name": "layer",
-        "value": "sparsity",
-        "mean": "sparsity_mean",
-        "ylabel": "weight sparsity (share of zero codes)",
-        "title": "Weight sparsity per layer",
-    },
-    "aor": {
-        "group": "layers",
-        "name": "layer",
-        "value": "aor",
-        "mean": "aor_mean",
-        "ylabel": "AOR (share of ANN ops × T)",
-        "title": "Activation operation rate (AOR) per layer",
-    },
+__all__ = ["ACTIVITY_METRICS", "ActivityMetric", "activity_figure"]
+
+
+@dataclass(frozen=True)
+class ActivityMetric:
+    """One activity figure: what it plots per layer (or neuron group) and the epoch's mean.
+
+    Attributes:
+        title: The figure's title.
+        ylabel: The y axis label.
+        per_layer: The synaptic layers (``True``) or the neuron groups (``False``).
+        items: ``(name, value, analog input)`` of every layer or neuron group of one epoch record.
+        mean: The record's mean, the dashed line.
+    """
+
+    title: str
+    ylabel: str
+    per_layer: bool
+    items: Callable[[ActivityRecord], Iterable[tuple[str, float | None, bool]]]
+    mean: Callable[[ActivityRecord], float | None]
+
+
+ACTIVITY_METRICS: dict[str, ActivityMetric] = {
+    "spike_rate": ActivityMetric(
+        "Spike rate per layer",
+        "spikes / neuron / sample (over T)",
+        False,
+        lambda rec: ((n.neuron, n.rate, False) for n in rec.neurons),
+        lambda rec: rec.spike_rate_mean,
+    ),
+    "sparsity": ActivityMetric(
+        "Weight sparsity per layer",
+        "weight sparsity (share of zero codes)",
+        True,
+        lambda rec: ((r.layer, r.sparsity, r.input_layer) for r in rec.layers),
+        lambda rec: rec.sparsity_mean,
+    ),
+    "aor": ActivityMetric(
+        "Activation operation rate (AOR) per layer",
+        "AOR (share of ANN ops × T)",
+        True,
+        lambda rec: ((r.layer, r.aor, r.input_layer) for r in rec.layers),
+        lambda rec: rec.aor_mean,
+    ),
 }
+"""The activity figures by id: ``spike_rate``, ``sparsity`` and ``aor``."""
+
+Series = dict[str, tuple[list[float], list[float]]]
 
 
 def _activity_series(
-    records: Sequence[Mapping[str, Any]], metric: str
-) -> tuple[str, dict[str, tuple[list[float], list[float]]], tuple[list[float], list[float]], set[str]]:
-    spec = ACTIVITY_METRICS[metric]
-    xlabel, xs = x_axis(records)
-    series: dict[str, tuple[list[float], list[float]]] = {}
+    records: Sequence[ActivityRecord], metric: ActivityMetric
+) -> tuple[str, Series, tuple[list[float], list[float]], set[str]]:
+    kept = [r for r in records if r.empty is None]
+    xlabel, xs = x_axis([r.epoch for r in kept], [r.step for r in kept])
+    series: Series = {}
     mean: tuple[list[float], list[float]] = ([], [])
     inputs: set[str] = set()
-    for x, rec in zip(xs, records, strict=True):
-        for item in rec.get(spec["group"]) or []:
-            value = item.get(spec["value"])
-            name = item.get(spec["name"])
-            if name is None or not finite_values([value]):
+    for x, rec in zip(xs, kept, strict=True):
+        for name, value, analog in metric.items(rec):
+            if not finite_values([value]):
                 continue
-            if item.get("input_layer"):
+            if analog:
                 inputs.add(name)
             series.setdefault(name, ([], []))
             series[name][0].append(x)
             series[name][1].append(float(value))
-        if finite_values([rec.get(spec["mean"])]):
+        m = metric.mean(rec)
+        if m is not None:
             mean[0].append(x)
-            mean[1].append(float(rec[spec["mean"]]))
+            mean[1].append(float(m))
     return xlabel, series, mean, inputs
 
 
-def activity_figure(activity: Mapping[str, Sequence[Mapping[str, Any]]], metric: str) -> Figure | None:
-    """One line per layer (or neuron) over epochs, one panel per stage (``train``, ``val``).
+def activity_figure(activity: Mapping[str, Sequence[ActivityRecord]], metric: str) -> Figure | None:
+    """One line per layer (or neuron group) over epochs, one panel per stage (``train``, ``val``).
 
     Args:
-        activity: ``summary["activity"]``: ``{stage: [epoch record, ...]}`` as written by ``AORMeter``.
-        metric: ``"spike_rate"``, ``"sparsity"`` or ``"aor"``.
+        activity: ``RunSummary.activity``: ``{stage: (epoch record, ...)}``; empty epochs are left out.
+        metric: ``"spike_rate"``, ``"sparsity"`` or ``"aor"`` (:data:`ACTIVITY_METRICS`).
+
+    Returns:
+        The figure, or ``None`` when no record holds a value of ``metric``.
     """
     spec = ACTIVITY_METRICS[metric]
     panels = []
     for stage in stage_order(activity):
-        records = activity.get(stage) or []
-        xlabel, series, mean, inputs = _activity_series(records, metric)
+        xlabel, series, mean, inputs = _activity_series(activity.get(stage) or (), spec)
         if series:
             panels.append((stage, xlabel, series, mean, inputs))
     if not panels:
@@ -96,13 +120,13 @@ def activity_figure(activity: Mapping[str, Sequence[Mapping[str, Any]]], metric:
             label = short_name(name) + (" (analog input)" if name in inputs else "")
             ax.plot(xs, ys, marker="o", color=colors[name], label=label)
         if mean[0]:
-            note = "mean (inner layers)" if spec["group"] == "layers" else "mean"
-            ax.plot(*mean, linestyle="--", color=TOTAL_COLOR, linewidth=2, label=note)
+            note = "mean (inner layers)" if spec.per_layer else "mean"
+            ax.plot(*mean, linestyle="--", marker="_", markersize=14, color=TOTAL_COLOR, linewidth=2, label=note)
         ax.set_title(stage)
         ax.set_xlabel(xlabel)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        integer_x_axis(ax, [x for xs, _ in series.values() for x in xs])
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(spec["ylabel"])
-    fig.suptitle(spec["title"])
+    axes[0].set_ylabel(spec.ylabel)
+    fig.suptitle(spec.title)
     figure_legend(fig, axes)
     return fig

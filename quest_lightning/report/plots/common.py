@@ -4,13 +4,13 @@ layout, and PNG output on matplotlib's Agg canvas (no pyplot state is touched)."
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 _PREFIXES = ((1e-18, "a"), (1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, ""))
 _STAGE_FIRST = ("train", "val", "validation", "test")
@@ -45,6 +45,11 @@ def format_joules(value: float | None, digits: int = 3) -> str:
         return "0 J"
     scale, prefix = joule_prefix(value)
     return f"{value / scale:.{digits}g} {prefix}J"
+
+
+def counted(value: float, unit: str, spec: str = ".4g") -> str:
+    """``value`` and ``unit``, the unit in the plural unless the value is 1: ``"1 epoch"``, ``"2.5 epochs"``."""
+    return f"{value:{spec}} {unit}" + ("" if value == 1 else "s")
 
 
 def short_name(name: str) -> str:
@@ -151,12 +156,30 @@ def grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
     return cols, math.ceil(n / cols)
 
 
-def x_axis(records: Sequence[Mapping[str, Any]]) -> tuple[str, list[float]]:
-    """Epochs as the x axis, or the global step when one epoch holds several records."""
-    epochs = [r.get("epoch") for r in records]
-    if all(isinstance(e, int) for e in epochs) and len(set(epochs)) == len(epochs):
+def x_axis(epochs: Sequence[int], steps: Sequence[int] | None = None) -> tuple[str, list[float]]:
+    """Epochs as the x axis, or the global step when one epoch holds several records (or the record's index)."""
+    if len(set(epochs)) == len(epochs):
         return "epoch", [float(e) for e in epochs]
-    steps = [r.get("step") for r in records]
-    if all(isinstance(s, int) for s in steps):
+    if steps is not None and len(set(steps)) == len(steps):
         return "global step", [float(s) for s in steps]
-    return "record", [float(i) for i in range(len(records))]
+    return "record", [float(i) for i in range(len(epochs))]
+
+
+def integer_x_axis(ax: Any, xs: Iterable[float], few: int = 12) -> None:
+    """Integer ticks on the x axis (epochs, steps): every value when there are at most ``few``, and a unit of room
+    around a single one (matplotlib would otherwise tick fractions of an epoch)."""
+    values = sorted(set(finite_values(xs)))
+    if 0 < len(values) <= few:
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        if len(values) == 1:
+            ax.set_xlim(values[0] - 0.5, values[0] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def log_or_linear(ax: Any, values: Iterable[Any], axis: str = "y", span: float = 100.0) -> None:
+    """A log scale when the positive ``values`` span more than ``span`` × and none is zero, else linear."""
+    finite = finite_values(values)
+    positive = [v for v in finite if v > 0]
+    if positive and len(positive) == len(finite) and max(positive) / min(positive) > span:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from quest_lightning.report.plots.common import (
     TOTAL_COLOR,
@@ -16,27 +15,26 @@ from quest_lightning.report.plots.common import (
     figure_legend,
     finite_values,
     format_joules,
+    integer_x_axis,
     joule_axis,
     new_figure,
     short_name,
     stage_order,
     x_axis,
 )
+from quest_lightning.summary import ComputeComparison, EnergyReport, ReadEnergy, WriteEnergy
 
 MANY_PATTERNS = 24
 """Above this many R-S patterns the pattern plots show the sorted distribution instead of grouped bars."""
-_COMPUTE_MODELS = (("ann", "CMOS ANN"), ("diet_snn", "DIET-SNN"), ("quest", "QUEST"))
+SILENT_NOTE = "silent network: no spike reached an inner layer; the ratios are the cost of a dead network, not a saving"
+"""What the compute figure and tables say next to the ratios of a network that never fired."""
+_COMPUTE_COLORS = ("#7f7f7f", "#ff7f0e", "#1f77b4")
 
 
-def _pattern_series(report: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    series = {
-        name: np.asarray(r["per_pattern_j"], dtype=float)
-        for name, r in (report.get("per_layer") or {}).items()
-        if isinstance(r, Mapping) and r.get("per_pattern_j")
-    }
-    total = report.get("total")
-    if isinstance(total, Mapping) and total.get("per_pattern_j"):
-        series["total"] = np.asarray(total["per_pattern_j"], dtype=float)
+def _pattern_series(report: EnergyReport) -> dict[str, np.ndarray]:
+    series = {name: np.asarray(r.per_pattern_j, dtype=float) for name, r in report.per_layer.items() if r.per_pattern_j}
+    if report.total.per_pattern_j:
+        series["total"] = np.asarray(report.total.per_pattern_j, dtype=float)
     sizes = {len(v) for v in series.values()}
     return series if len(sizes) == 1 else {}
 
@@ -48,22 +46,22 @@ def _pattern_labels(labels: Sequence[str] | None, count: int) -> list[str]:
 
 
 def pattern_energy_figure(
-    report: Mapping[str, Any],
+    report: EnergyReport,
     title: str,
     labels: Sequence[str] | None = None,
     chosen: int | None = None,
     many: int = MANY_PATTERNS,
 ) -> Figure | None:
-    """Energy per sample of every R-S pattern, per layer and in total (``LayerwiseEnergyReport.to_dict()``).
+    """Energy per sample of every R-S pattern, per layer and in total.
 
     Left: joules per sample; right: the same relative to each layer's best pattern. With at most ``many`` patterns,
     grouped bars with the pattern labels (the best total pattern starred); with more, each curve sorted from cheapest
     to dearest, the best marked, and the rank of the best total pattern marked on every layer's curve.
 
     Args:
-        report: The layerwise report (``per_layer`` and ``total``, each with ``per_pattern_j``).
+        report: A write or read energy report (per layer and total, joules per sample for every pattern).
         title: Figure title.
-        labels: Pattern labels in pattern order (``summary["patterns"]``); ``#i`` when missing.
+        labels: Pattern labels in pattern order (``DevicePricing.patterns``); ``#i`` when missing.
         chosen: The pattern the run reports its per-layer figures with, marked when it is not the best.
     """
     series = _pattern_series(report)
@@ -147,15 +145,15 @@ def pattern_energy_figure(
     return fig
 
 
-def _at_reported(entry: Mapping[str, Any]) -> dict[str, float]:
-    """Joules per sample of each layer (and ``"total"``) at the entry's reported pattern (``pattern_index``), or at
-    the layer's cheapest pattern when the entry names none."""
-    series = _pattern_series(entry.get("report") or {})
+def _at_reported(entry: WriteEnergy | ReadEnergy) -> dict[str, float]:
+    """Joules per sample of each layer (and ``"total"``) at the entry's reported pattern, or at the layer's cheapest
+    pattern when the entry names none."""
+    series = _pattern_series(entry.report) if entry.report is not None else {}
     if not series:
         return {}
     count = len(next(iter(series.values())))
-    idx = entry.get("pattern_index")
-    valid = isinstance(idx, int) and 0 <= idx < count
+    idx = entry.pattern_index
+    valid = idx is not None and 0 <= idx < count
     return {name: float(vec[idx] if valid else vec.min()) for name, vec in series.items()}
 
 
@@ -173,9 +171,9 @@ def _energy_line(ax: Any, xs: Sequence[float], ys: Sequence[float], name: str, c
     )
 
 
-def write_overview_figure(write: Mapping[str, Mapping[str, Any]]) -> Figure | None:
-    """Write energy per sample of every stage at the reported pattern, per layer and in total."""
-    per_stage = {s: _at_reported(e) for s, e in write.items() if isinstance(e, Mapping)}
+def write_overview_figure(write: Mapping[str, WriteEnergy]) -> Figure | None:
+    """Write energy per sample seen of every stage at the reported pattern, per layer and in total."""
+    per_stage = {s: _at_reported(e) for s, e in write.items()}
     stages = [s for s, values in per_stage.items() if values]
     if not stages:
         return None
@@ -191,21 +189,21 @@ def write_overview_figure(write: Mapping[str, Mapping[str, Any]]) -> Figure | No
     ax.set_xticks(x, stages, rotation=30 if len(stages) > 4 else 0, ha="right" if len(stages) > 4 else "center")
     ax.set_xlabel("stage")
     ax.set_yscale("log")
-    joule_axis(ax, [v for vs in values.values() for v in vs], "write energy per sample")
+    joule_axis(ax, [v for vs in values.values() for v in vs], "write energy per sample seen")
     ax.grid(alpha=0.3, which="both")
     fig.suptitle("Write energy by stage (reported pattern)")
     figure_legend(fig, [ax])
     return fig
 
 
-def read_epochs_figure(read: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure | None:
+def read_epochs_figure(read: Mapping[str, Sequence[ReadEnergy]]) -> Figure | None:
     """Read energy per sample over epochs at the reported pattern, per layer and in total; one panel per stage."""
     panels = []
     for stage in stage_order(read):
-        entries = [e for e in read.get(stage) or [] if isinstance(e, Mapping) and e.get("report")]
+        entries = [e for e in read.get(stage) or () if e.report is not None]
         if not entries:
             continue
-        xlabel, xs = x_axis(entries)
+        xlabel, xs = x_axis([e.epoch for e in entries])
         series: dict[str, tuple[list[float], list[float]]] = {}
         for x, entry in zip(xs, entries, strict=True):
             for name, value in _at_reported(entry).items():
@@ -228,7 +226,7 @@ def read_epochs_figure(read: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figur
         ax.set_title(stage)
         ax.set_xlabel(xlabel)
         ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        integer_x_axis(ax, [x for xs, _ in series.values() for x in xs])
         ax.grid(alpha=0.3, which="both")
     joule_axis(axes[0], every, "read energy per sample")
     fig.suptitle("Read energy per layer (reported pattern)")
@@ -236,46 +234,47 @@ def read_epochs_figure(read: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figur
     return fig
 
 
-def compute_figure(stage: str, compute: Mapping[str, Any]) -> Figure | None:
+def compute_figure(stage: str, compute: ComputeComparison) -> Figure | None:
     """Compute energy per sample of the CMOS ANN, a DIET-SNN-style SNN and QUEST (log scale), ratios annotated.
 
-    Left: the totals; right: per layer (when the summary names the layers).
+    Left: the totals; right: per layer (when the comparison names the layers). A network that never fired gets
+    :data:`SILENT_NOTE` instead of the ratios being read as savings.
     """
-    models = [
-        (key, label, compute[key])
-        for key, label in _COMPUTE_MODELS
-        if isinstance(compute.get(key), Mapping) and finite_values([compute[key].get("total_j")])
-    ]
+    every = (("CMOS ANN", compute.ann, _COMPUTE_COLORS[0]), ("DIET-SNN", compute.diet_snn, _COMPUTE_COLORS[1]),
+             ("QUEST", compute.quest, _COMPUTE_COLORS[2]))  # fmt: skip
+    models = [(label, energy, color) for label, energy, color in every if finite_values([energy.total_j])]
     if not models:
         return None
-    layer_names = compute.get("layers") or []
+    layer_names = compute.layers
     per_layer_ok = bool(layer_names) and all(
-        len(m.get("per_layer_j") or []) == len(layer_names) and finite_values(m["per_layer_j"]) for _, _, m in models
+        len(m.per_layer_j) == len(layer_names) and finite_values(m.per_layer_j) for _, m, _ in models
     )
-    colors = {"ann": "#7f7f7f", "diet_snn": "#ff7f0e", "quest": "#1f77b4"}
     fig = new_figure(2 if per_layer_ok else 1, width=5.2, height=4.0)
     axes = fig.subplots(1, 2 if per_layer_ok else 1, squeeze=False)[0]
     ax = axes[0]
-    totals = [float(m["total_j"]) for _, _, m in models]
+    totals = [float(m.total_j) for _, m, _ in models]
     x = np.arange(len(models))
-    ax.bar(x, totals, color=[colors[k] for k, _, _ in models], width=0.6)
+    ax.bar(x, totals, color=[c for *_, c in models], width=0.6)
     ax.set_yscale("log")
     for xi, v in zip(x, totals, strict=True):
         ax.annotate(format_joules(v), (xi, v), ha="center", va="bottom", fontsize="small", xytext=(0, 2),
                     textcoords="offset points")  # fmt: skip
-    ax.set_xticks(x, [label for _, label, _ in models])
+    ax.set_xticks(x, [label for label, _, _ in models])
     positive = [v for v in totals if v > 0]
     if positive:
         ax.set_ylim(min(positive) / 2, max(positive) * 3)
     joule_axis(ax, totals, "compute energy per sample")
     ratios = []
-    if finite_values([compute.get("ann_over_quest")]):
-        ratios.append(f"ANN / QUEST = {compute['ann_over_quest']:.3g}×")
-    if finite_values([compute.get("diet_over_quest")]):
-        ratios.append(f"DIET-SNN / QUEST = {compute['diet_over_quest']:.3g}×")
+    if compute.ann_over_quest is not None:
+        ratios.append(f"ANN / QUEST = {compute.ann_over_quest:.3g}×")
+    if compute.diet_over_quest is not None:
+        ratios.append(f"DIET-SNN / QUEST = {compute.diet_over_quest:.3g}×")
+    if compute.silent_network:
+        ratios.append("SILENT NETWORK: not a saving")
     if ratios:
+        box = {"boxstyle": "round", "facecolor": "#fff0f0" if compute.silent_network else "white", "alpha": 0.9}
         ax.text(0.98, 0.98, "\n".join(ratios), transform=ax.transAxes, ha="right", va="top", fontsize="small",
-                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9})  # fmt: skip
+                bbox=box)  # fmt: skip
     ax.set_title("total")
     ax.grid(axis="y", alpha=0.3, which="both")
     if per_layer_ok:
@@ -284,16 +283,15 @@ def compute_figure(stage: str, compute: Mapping[str, Any]) -> Figure | None:
         width = 0.8 / n
         xl = np.arange(len(layer_names))
         every = []
-        for k, (key, label, m) in enumerate(models):
-            vals = [float(v) for v in m["per_layer_j"]]
+        for k, (label, m, color) in enumerate(models):
+            vals = [float(v) for v in m.per_layer_j]
             every.extend(vals)
-            ax.bar(xl + (k - (n - 1) / 2) * width, vals, width=width, color=colors[key], label=label)
+            ax.bar(xl + (k - (n - 1) / 2) * width, vals, width=width, color=color, label=label)
         ax.set_yscale("log")
         ax.set_xticks(xl, [short_name(n) for n in layer_names], rotation=30, ha="right", fontsize="small")
         joule_axis(ax, every, "energy per sample")
         ax.set_title("per layer")
         ax.grid(axis="y", alpha=0.3, which="both")
         ax.legend(fontsize="small")
-    first = compute.get("first_layer")
-    fig.suptitle(f"Compute energy vs CMOS ({stage})" + (f", first layer: {first!r}" if first else ""))
+    fig.suptitle(f"Compute energy vs CMOS ({stage}), first layer: {compute.first_layer!r}")
     return fig

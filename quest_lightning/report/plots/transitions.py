@@ -4,7 +4,6 @@ the change rates across stages."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -20,6 +19,7 @@ from quest_lightning.report.plots.common import (
     panel_grid,
     short_name,
 )
+from quest_lightning.summary import LayerTransitions, TransitionStage
 
 
 def _off_diagonal(counts: Sequence[Sequence[float]], qmax: int) -> tuple[list[str], np.ndarray, float]:
@@ -35,16 +35,16 @@ def _off_diagonal(counts: Sequence[Sequence[float]], qmax: int) -> tuple[list[st
     return labels, np.asarray(values), total
 
 
-def _valid_layers(layers: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    out = {}
-    for name, info in (layers or {}).items():
-        counts = info.get("counts") if isinstance(info, Mapping) else None
-        if counts and isinstance(info.get("qmax"), int) and np.asarray(counts).shape == (2 * info["qmax"] + 1,) * 2:
-            out[name] = info
-    return out
+def _valid_layers(layers: Mapping[str, LayerTransitions]) -> dict[str, LayerTransitions]:
+    """The layers whose counts are a square matrix over their ``2 qmax + 1`` levels."""
+    return {
+        name: info
+        for name, info in layers.items()
+        if info.counts and np.asarray(info.counts).shape == (2 * info.qmax + 1,) * 2
+    }
 
 
-def transition_figure(stage: str, layers: Mapping[str, Mapping[str, Any]]) -> Figure | None:
+def transition_figure(stage: str, layers: Mapping[str, LayerTransitions]) -> Figure | None:
     """Off-diagonal level transitions of one stage, as a share of weight-steps.
 
     With 3 levels (2 bits) a grouped bar chart (one bar per layer for each transition ``-1→0``, ``-1→+1`` ...);
@@ -53,7 +53,7 @@ def transition_figure(stage: str, layers: Mapping[str, Mapping[str, Any]]) -> Fi
     layers = _valid_layers(layers)
     if not layers:
         return None
-    qmaxes = {info["qmax"] for info in layers.values()}
+    qmaxes = {info.qmax for info in layers.values()}
     if qmaxes == {1}:
         colors = color_map(layers)
         fig = new_figure(1, width=7.0, legend_space=True)
@@ -61,10 +61,10 @@ def transition_figure(stage: str, layers: Mapping[str, Mapping[str, Any]]) -> Fi
         n = len(layers)
         width = 0.8 / n
         for k, (name, info) in enumerate(layers.items()):
-            labels, values, total = _off_diagonal(info["counts"], 1)
+            labels, values, total = _off_diagonal(info.counts, 1)
             share = 100.0 * values / total if total else values * 0
             x = np.arange(len(labels)) + (k - (n - 1) / 2) * width
-            frozen = info.get("frozen_fraction")
+            frozen = info.frozen_fraction
             label = short_name(name) + (f" (frozen {100 * frozen:.1f}%)" if finite_values([frozen]) else "")
             ax.bar(x, share, width=width, color=colors[name], label=label)
         ax.set_xticks(np.arange(len(labels)), labels)
@@ -76,8 +76,8 @@ def transition_figure(stage: str, layers: Mapping[str, Mapping[str, Any]]) -> Fi
         return fig
     fig, axes = panel_grid(len(layers), width=4.4, height=3.8)
     for ax, (name, info) in zip(axes, layers.items(), strict=True):
-        q = info["qmax"]
-        c = np.asarray(info["counts"], dtype=float)
+        q = info.qmax
+        c = np.asarray(info.counts, dtype=float)
         total = c.sum()
         share = 100.0 * c / total if total else c
         np.fill_diagonal(share, np.nan)
@@ -93,22 +93,18 @@ def transition_figure(stage: str, layers: Mapping[str, Mapping[str, Any]]) -> Fi
     return fig
 
 
-def trajectory_figure(stage: str, layers: Mapping[str, Mapping[str, Any]], max_weights: int = 16) -> Figure | None:
+def trajectory_figure(stage: str, layers: Mapping[str, LayerTransitions], max_weights: int = 16) -> Figure | None:
     """Integer codes of the followed weights at each optimizer step of a stage (QUEST Fig. 7a), one panel per layer.
 
     Lines are offset slightly so that weights sitting on the same level stay visible.
     """
-    panels = {
-        name: info
-        for name, info in (layers or {}).items()
-        if isinstance(info, Mapping) and info.get("trajectory") and isinstance(info.get("qmax"), int)
-    }
+    panels = {name: info for name, info in layers.items() if info.trajectory}
     if not panels:
         return None
     fig, axes = panel_grid(len(panels), width=4.6, height=3.2)
     for ax, (name, info) in zip(axes, panels.items(), strict=True):
-        q = info["qmax"]
-        trajectories = [t for t in info["trajectory"][:max_weights] if t]
+        q = info.qmax
+        trajectories = [t for t in info.trajectory[:max_weights] if t]
         n = len(trajectories)
         for k, codes in enumerate(trajectories):
             offset = (k - (n - 1) / 2) * (0.5 / max(n, 1))
@@ -126,21 +122,22 @@ def trajectory_figure(stage: str, layers: Mapping[str, Mapping[str, Any]], max_w
     return fig
 
 
-def transition_overview_figure(transitions: Mapping[str, Mapping[str, Any]]) -> Figure | None:
+def transition_overview_figure(transitions: Mapping[str, TransitionStage]) -> Figure | None:
     """Share of weights that changed level per step, and share of changes that skip a level, across stages."""
-    stages = [s for s, res in transitions.items() if isinstance(res, Mapping) and res.get("layers")]
+    stages = [s for s, res in transitions.items() if res.layers]
     if not stages:
         return None
-    names = list(dict.fromkeys(n for s in stages for n in transitions[s]["layers"]))
+    names = list(dict.fromkeys(n for s in stages for n in transitions[s].layers))
     colors = color_map(names)
     fig = new_figure(2, legend_space=True)
     axes = fig.subplots(1, 2)
-    keys = (("changed_fraction", "weights that changed level per step (%)"),
-            ("non_adjacent_fraction", "changes that skip a level (%)"))  # fmt: skip
+    panels = ((lambda t: t.changed_fraction, "weights that changed level per step (%)"),
+              (lambda t: t.non_adjacent_fraction, "changes that skip a level (%)"))  # fmt: skip
     x = np.arange(len(stages))
-    for ax, (key, ylabel) in zip(axes, keys, strict=True):
+    for ax, (fraction, ylabel) in zip(axes, panels, strict=True):
         for name in names:
-            ys = [transitions[s]["layers"].get(name, {}).get(key) for s in stages]
+            layers = [transitions[s].layers.get(name) for s in stages]
+            ys = [fraction(t) if t is not None else None for t in layers]
             ys = [100.0 * v if finite_values([v]) else np.nan for v in ys]
             ax.plot(x, ys, marker="o", color=colors[name], label=short_name(name))
         ax.set_xticks(x, stages, rotation=30 if len(stages) > 4 else 0, ha="right" if len(stages) > 4 else "center")

@@ -1,65 +1,60 @@
-"""What the report's sections share: their titles and order, lookups in the summary's JSON, and the writer that
-saves each figure as a PNG and attaches it to its section."""
+"""What the report's sections share: their titles and order, the devices' names in titles and figure ids, number
+formats, and the writer that saves each figure as a PNG and attaches it to its section."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from quest_lightning.report import plots
 from quest_lightning.report.html import Plot, Section
+from quest_lightning.summary import ComputeComparison, DevicePricing, PatternEnergy
 
 SECTION_TITLES: dict[str, str] = {
-    "run": "Run, device and conventions",
+    "run": "Run, devices and conventions",
     "key-numbers": "Key numbers",
     "training": "Training curves",
+    "training-cost": "Training cost and energy-aware knobs",
     "activity": "Activity: spike rate, weight sparsity and AOR",
     "transitions": "Weight transitions",
     "write-energy": "Write energy per R-S pattern",
+    "endurance": "Writes per cell and endurance",
     "read-energy": "Read energy per layer",
     "compute-energy": "Compute energy against CMOS",
+    "devices": "Devices side by side",
+    "sweep": "Accuracy against device variation",
 }
 """The page's sections, in order: ``<section id="sec-{key}">`` with this ``<h2>`` title."""
 SECTION_INTROS: dict[str, str] = {
-    "key-numbers": "Energies are joules per sample.",
+    "key-numbers": "Energies are joules per sample (write energy: per sample seen in the stage's optimizer steps).",
+    "training-cost": "What the run trained with (the energy-aware knobs, when one was on) and what its training steps "
+    "cost: the non-zero operations of the forward, backward and weight-gradient passes per sample, counted exactly by "
+    "TrainingCostMeter, and their energy per sample (CMOS arithmetic and device reads).",
     "transitions": "How the integer weight codes moved between consecutive optimizer steps inside each monitored "
     "stage (WeightTransitionMonitor): every change of level is a device write.",
-    "write-energy": "Device write energy per sample, Σ_{i≠j} C[i,j] E_w^p[i,j] / (steps × batch), for every R-S "
-    "pattern p (which device state holds which weight level).",
-    "read-energy": "Device read energy per sample, Σ_v N(v) E_r^p[v], from the operations that met a weight at "
-    "level v (AORMeter); the analog-input layer and full-precision layers are not priced as device reads.",
+    "write-energy": "Device write energy per sample seen, Σ_{i≠j} C[i,j] E_w^p[i,j] / samples, for every R-S "
+    "pattern p (which device state holds which weight level), where samples are those the layers met in the stage's "
+    "observed optimizer steps (DDP padding left out, summed over ranks).",
+    "endurance": "How often each cell was written (a write is a change of a weight's code between two observed "
+    "optimizer steps), and when the first cell of a device with an endurance limit would wear out if training went "
+    "on at the measured write rate.",
+    "read-energy": "Device read energy per sample, Σ_v N(v) E_r^p[v] / samples, from the operations that met a weight "
+    "at level v (AORMeter); the analog-input layer and full-precision layers are not priced as device reads.",
     "compute-energy": "Arithmetic energy per sample on the CMOS reference: the ANN (every operation a MAC), a "
     "DIET-SNN-style SNN (an accumulate per input spike) and QUEST (an accumulate per spike that meets a non-zero "
     "weight, AOR).",
+    "devices": "Every device the run was priced on (one DeviceEnergyCallback each), on the same counts: the last "
+    "transition stage's write energy, the last epoch's read energy and the compute comparison, at each device's best "
+    "R-S pattern.",
+    "sweep": "Test accuracy of the trained model run on drawn arrays of device cells, against the device's variation, "
+    "for each R-S pattern (quest-lightning sweep).",
 }
 """The paragraph under a section's title, where it has one."""
 MAX_STAGE_FIGURES = 8
 """At most this many stages get their own transition, trajectory and write-energy figures (evenly spread)."""
-
-
-def get_path(data: Any, *keys: Any, default: Any = None) -> Any:
-    """``data[k1][k2]...``, or ``default`` where a key or index is missing."""
-    for key in keys:
-        in_map = isinstance(data, Mapping) and key in data
-        in_list = isinstance(data, list) and isinstance(key, int) and -len(data) <= key < len(data)
-        if not (in_map or in_list):
-            return default
-        data = data[key]
-    return data
-
-
-def mapping_at(data: Any, *keys: Any) -> Mapping[str, Any]:
-    """``data[k1][k2]...`` when that is a mapping, else an empty one (a missing or malformed part of the summary)."""
-    value = get_path(data, *keys)
-    return value if isinstance(value, Mapping) else {}
-
-
-def at_pattern(report: Any, index: Any) -> float | None:
-    """The energy of pattern ``index`` in a per-pattern report (``{"per_pattern_j": [...]}``), or None."""
-    return get_path(report, "per_pattern_j", index) if isinstance(index, int) else None
 
 
 def is_number(value: Any) -> bool:
@@ -72,6 +67,19 @@ def percent(value: Any) -> str:
     return f"{100 * value:.2f}%" if is_number(value) else "–"
 
 
+def ratio(value: float | None, compute: ComputeComparison | None = None) -> str:
+    """``4.6 -> "4.6×"``; ``"–"`` for ``None``; marked as no saving when ``compute`` is a silent network."""
+    if value is None:
+        return "–"
+    text = f"{value:.3g}×"
+    return text + " (silent network: not a saving)" if compute is not None and compute.silent_network else text
+
+
+def at_pattern(energy: PatternEnergy, index: int | None) -> float | None:
+    """The joules of pattern ``index`` (``None`` when there is none)."""
+    return energy.per_pattern_j[index] if index is not None and 0 <= index < len(energy.per_pattern_j) else None
+
+
 def spread(items: Sequence[str], limit: int = MAX_STAGE_FIGURES) -> list[str]:
     """At most ``limit`` of ``items``, evenly spread, first and last included."""
     if len(items) <= limit:
@@ -80,12 +88,11 @@ def spread(items: Sequence[str], limit: int = MAX_STAGE_FIGURES) -> list[str]:
     return [items[i] for i in picks]
 
 
-def pattern_label(summary: Mapping[str, Any], index: Any) -> str:
-    """The label of R-S pattern ``index`` in ``summary["patterns"]``, else ``#index``."""
-    labels = summary.get("patterns") or []
-    if isinstance(index, int) and 0 <= index < len(labels):
-        return str(labels[index])
-    return f"#{index}" if index is not None else "–"
+def device_tags(devices: Sequence[DevicePricing]) -> list[tuple[DevicePricing, str, str]]:
+    """Each device with the part its figure ids get (``""`` for the first device, its name for the others) and the
+    part its titles get (``""`` with one device, ``" (name)"`` with several)."""
+    many = len(devices) > 1
+    return [(d, "" if k == 0 else d.name, f" ({d.name})" if many else "") for k, d in enumerate(devices)]
 
 
 class FigureWriter:

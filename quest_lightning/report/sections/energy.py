@@ -1,179 +1,195 @@
-"""The energy sections: device write and read energy per R-S pattern, and compute energy against CMOS."""
+"""The energy sections: device write and read energy per R-S pattern, and compute energy against CMOS, for every
+priced device."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from quest_lightning.report import plots
 from quest_lightning.report.html import Section, Table
-from quest_lightning.report.plots import format_joules, short_name, stage_order
+from quest_lightning.report.plots import SILENT_NOTE, format_joules, short_name, stage_order
 from quest_lightning.report.sections.common import (
     FigureWriter,
     at_pattern,
-    get_path,
-    mapping_at,
+    device_tags,
     new_section,
-    pattern_label,
+    ratio,
     skipped,
     spread,
 )
+from quest_lightning.summary import DevicePricing, ReadEnergy, RunSummary, WriteEnergy
 
 
-def write_energy_section(b: FigureWriter, summary: Mapping[str, Any]) -> Section:
-    """Write energy per sample for every R-S pattern, per stage and per layer."""
+def _pattern_label(pricing: DevicePricing, index: int | None) -> str:
+    """The label of R-S pattern ``index`` of ``pricing``, else ``#index``."""
+    if index is not None and 0 <= index < len(pricing.patterns):
+        return pricing.patterns[index]
+    return f"#{index}" if index is not None else "–"
+
+
+def _pattern_figure(
+    b: FigureWriter,
+    sec: Section,
+    pricing: DevicePricing,
+    entry: WriteEnergy | ReadEnergy,
+    id_parts: list[str],
+    title: str,
+    caption: str,
+) -> None:
+    """The per-pattern figure of a write or read energy, the entry's reported pattern marked."""
+    fig = plots.pattern_energy_figure(entry.report, title, pricing.patterns, entry.pattern_index)
+    b.add(sec, fig, id_parts, title, caption)
+
+
+def write_energy_section(b: FigureWriter, summary: RunSummary) -> Section:
+    """Write energy per sample seen for every R-S pattern, per stage and per layer, for every device."""
     sec = new_section("write-energy")
-    write = mapping_at(summary, "energy", "write")
-    stages = [s for s, e in write.items() if isinstance(e, Mapping) and isinstance(e.get("report"), Mapping)]
-    if not stages:
+    priced = [(p, fid, tag) for p, fid, tag in device_tags(summary.devices) if p.write]
+    if not priced:
         return skipped(
             sec, "the summary has no write energy (attach DeviceEnergyCallback and let a transition stage finish)."
         )
-    labels = summary.get("patterns") or None
-    device = get_path(summary, "device", "name", default="the device")
-    if len(stages) >= 2:
-        b.add(
-            sec,
-            plots.write_overview_figure({s: write[s] for s in stages}),
-            ["write-energy", "overview"],
-            "Write energy by stage",
-            "Write energy per sample of each stage at the reported pattern (log scale), per layer and in total.",
-        )
-    shown = spread(stages)
-    if len(shown) < len(stages):
-        sec.notes.append(f"{len(stages)} stages: per-pattern figures are shown for {len(shown)} of them.")
     rows, layer_rows = [], []
-    for stage in stages:
-        entry = write[stage]
-        report = entry["report"]
-        idx = entry.get("pattern_index")
-        total = report.get("total") or {}
-        count = len(total.get("per_pattern_j") or [])
-        if stage in shown:
-            kind = "grouped bars" if count <= plots.MANY_PATTERNS else "each curve sorted from cheapest to dearest"
-            caption = (
-                f"Stage {stage}: {entry.get('steps')} optimizer steps of batch {entry.get('batch_size')}; {count} "
-                f"patterns of {device} at {report.get('bits', summary.get('bits'))} bits ({kind}). Left: joules per "
-                f"sample per layer and in total; right: relative to each layer's best pattern. Best total pattern: "
-                f"{total.get('best_label', '–')} ({format_joules(total.get('best_j'))}); reported pattern: "
-                f"{entry.get('pattern', pattern_label(summary, idx))}."
-            )
+    for pricing, fid, tag in priced:
+        write = pricing.write
+        stages = list(write)
+        if len(stages) >= 2:
             b.add(
                 sec,
-                plots.pattern_energy_figure(report, f"Write energy per pattern, stage {stage!r}", labels, idx),
-                ["write-energy", stage],
-                f"Write energy per pattern, stage {stage}",
-                caption,
+                plots.write_overview_figure(write),
+                ["write-energy", fid, "overview"],
+                f"Write energy by stage{tag}",
+                "Write energy per sample seen of each stage at the reported pattern (log scale), per layer and in "
+                "total.",
             )
-        at = at_pattern(total, idx)
-        per_layer = report.get("per_layer") or {}
-        same = len({r.get("best_index") for r in per_layer.values()}) == 1 if per_layer else None
-        rows.append(
-            [stage, entry.get("steps"), entry.get("batch_size"), entry.get("pattern", "–"), format_joules(at),
-             total.get("best_label", "–"), format_joules(total.get("best_j")), format_joules(total.get("worst_j")),
-             same]
-        )  # fmt: skip
-        for name, r in per_layer.items():
-            layer_at = at_pattern(r, idx)
-            layer_rows.append(
-                [stage, short_name(name), format_joules(layer_at), r.get("best_label", "–"),
-                 format_joules(r.get("best_j")), format_joules(r.get("worst_j"))]
+        shown = spread(stages)
+        if len(shown) < len(stages):
+            sec.notes.append(f"{len(stages)} stages{tag}: per-pattern figures are shown for {len(shown)} of them.")
+        for stage in stages:
+            entry = write[stage]
+            report, idx, total = entry.report, entry.pattern_index, entry.report.total
+            count = len(total.per_pattern_j)
+            if stage in shown:
+                kind = "grouped bars" if count <= plots.MANY_PATTERNS else "each curve sorted from cheapest to dearest"
+                caption = (
+                    f"Stage {stage}: {entry.steps} optimizer steps, {entry.samples} samples seen; {count} patterns of "
+                    f"{pricing.name} at {report.bits} bits ({kind}). Left: joules per sample seen per layer and in "
+                    f"total; right: relative to each layer's best pattern. Best total pattern: {total.best_label} "
+                    f"({format_joules(total.best_j)}); reported pattern: {entry.pattern}."
+                )
+                title = f"Write energy per pattern, stage {stage}{tag}"
+                _pattern_figure(b, sec, pricing, entry, ["write-energy", fid, stage], title, caption)
+            same = len({r.best_index for r in report.per_layer.values()}) == 1 if report.per_layer else None
+            rows.append(
+                [pricing.name, stage, entry.steps, entry.samples, entry.pattern,
+                 format_joules(at_pattern(total, idx)), total.best_label, format_joules(total.best_j),
+                 format_joules(total.worst_j), same]
             )  # fmt: skip
-    cols = ["stage", "steps", "batch", "reported pattern", "total at reported", "best total pattern", "best",
-            "worst", "same best in every layer"]  # fmt: skip
-    sec.tables.append(Table(cols, rows, "Write energy per sample, totals"))
-    sec.tables.append(
-        Table(["stage", "layer", "at reported", "best pattern", "best", "worst"], layer_rows, "Write energy per layer")
-    )
+            for name, r in report.per_layer.items():
+                layer_rows.append(
+                    [pricing.name, stage, short_name(name), format_joules(at_pattern(r, idx)), r.best_label,
+                     format_joules(r.best_j), format_joules(r.worst_j)]
+                )  # fmt: skip
+    cols = ["device", "stage", "steps", "samples seen", "reported pattern", "total at reported", "best total pattern",
+            "best", "worst", "same best in every layer"]  # fmt: skip
+    sec.tables.append(Table(cols, rows, "Write energy per sample seen, totals"))
+    cols = ["device", "stage", "layer", "at reported", "best pattern", "best", "worst"]
+    sec.tables.append(Table(cols, layer_rows, "Write energy per sample seen, per layer"))
     return sec
 
 
-def read_energy_section(b: FigureWriter, summary: Mapping[str, Any]) -> Section:
-    """Read energy per sample for every R-S pattern, over epochs and per layer."""
+def read_energy_section(b: FigureWriter, summary: RunSummary) -> Section:
+    """Read energy per sample for every R-S pattern, over epochs and per layer, for every device."""
     sec = new_section("read-energy")
-    read = mapping_at(summary, "energy", "read")
-    stages = [
-        s
-        for s in stage_order(read)
-        if any(isinstance(e, Mapping) and isinstance(e.get("report"), Mapping) for e in read.get(s) or [])
-    ]
-    if not stages:
+    rows, priced_any = [], False
+    for pricing, fid, tag in device_tags(summary.devices):
+        read = {s: es for s, es in pricing.read.items() if any(e.report is not None for e in es)}
+        stages = stage_order(read)
+        for s, entries in pricing.read.items():
+            for e in entries:
+                if e.empty is not None:
+                    sec.notes.append(f"{s}, epoch {e.epoch}{tag}: no read energy ({e.empty}).")
+        if not stages:
+            continue
+        priced_any = True
+        if "val" not in stages:
+            sec.notes.append(f"No val read energy{tag} (no validation loop): training stage only.")
+        b.add(
+            sec,
+            plots.read_epochs_figure(read),
+            ["read-energy", fid, "epochs"],
+            f"Read energy over epochs{tag}",
+            "Read energy per sample at the reported pattern of each epoch (log scale), per layer and in total; one "
+            "panel per stage.",
+        )
+        for stage in stages:
+            last = pricing.last_read(stage)
+            if last is None or last.report is None:
+                continue
+            report, idx, total = last.report, last.pattern_index, last.report.total
+            zero = "counted" if report.count_zero_level_reads else "not counted"
+            _pattern_figure(
+                b,
+                sec,
+                pricing,
+                last,
+                ["read-energy", fid, stage],
+                f"Read energy per pattern, {stage}, epoch {last.epoch}{tag}",
+                f"Last {stage} epoch ({last.epoch}, {last.samples} samples): read energy per sample of the "
+                f"{len(total.per_pattern_j)} patterns of {pricing.name}, per layer and in total; right: relative to "
+                f"each layer's best. Zero-level reads {zero}. Best total pattern: {total.best_label} "
+                f"({format_joules(total.best_j)}).",
+            )
+            for name, r in [*report.per_layer.items(), ("total", total)]:
+                rows.append(
+                    [pricing.name, stage, last.epoch, short_name(name), last.pattern or _pattern_label(pricing, idx),
+                     format_joules(at_pattern(r, idx)), r.best_label, format_joules(r.best_j)]
+                )  # fmt: skip
+    if not priced_any:
         return skipped(
             sec,
             "the summary has no read energy (DeviceEnergyCallback with AORMeter records it at the end of each "
             "epoch; a model with no quantized inner layer has none).",
         )
-    if "val" not in stages:
-        sec.notes.append("No val read energy (no validation loop): training stage only.")
-    labels = summary.get("patterns") or None
-    b.add(
-        sec,
-        plots.read_epochs_figure({s: read[s] for s in stages}),
-        ["read-energy", "epochs"],
-        "Read energy over epochs",
-        "Read energy per sample at the reported pattern of each epoch (log scale), per layer and in total; one "
-        "panel per stage.",
-    )
-    rows = []
-    for stage in stages:
-        entries = [e for e in read[stage] if isinstance(e, Mapping) and isinstance(e.get("report"), Mapping)]
-        last = entries[-1]
-        report = last["report"]
-        idx = last.get("pattern_index")
-        total = report.get("total") or {}
-        count = len(total.get("per_pattern_j") or [])
-        b.add(
-            sec,
-            plots.pattern_energy_figure(
-                report, f"Read energy per pattern ({stage}, epoch {last.get('epoch')})", labels, idx
-            ),
-            ["read-energy", stage],
-            f"Read energy per pattern, {stage}",
-            f"Last {stage} epoch ({last.get('epoch')}): read energy per sample of the {count} patterns, per layer and "
-            f"in total; right: relative to each layer's best. Zero-level reads counted: "
-            f"{report.get('count_zero_level_reads')}. Best total pattern: {total.get('best_label', '–')} "
-            f"({format_joules(total.get('best_j'))}).",
-        )
-        for name, r in [*(report.get("per_layer") or {}).items(), ("total", total)]:
-            rows.append(
-                [stage, last.get("epoch"), short_name(name), last.get("pattern", "–"),
-                 format_joules(at_pattern(r, idx)), r.get("best_label", "–"), format_joules(r.get("best_j"))]
-            )  # fmt: skip
-    cols = ["stage", "epoch", "layer", "reported pattern", "at reported", "best pattern", "best"]
+    cols = ["device", "stage", "epoch", "layer", "reported pattern", "at reported", "best pattern", "best"]
     sec.tables.append(Table(cols, rows, "Read energy per sample, last epoch"))
     return sec
 
 
-def compute_energy_section(b: FigureWriter, summary: Mapping[str, Any]) -> Section:
-    """Compute energy per sample of the CMOS ANN, a DIET-SNN-style SNN and QUEST."""
+def compute_energy_section(b: FigureWriter, summary: RunSummary) -> Section:
+    """Compute energy per sample of the CMOS ANN, a DIET-SNN-style SNN and QUEST, for every device whose comparison
+    differs from the ones before it (the CMOS reference and the first-layer convention are per device)."""
     sec = new_section("compute-energy")
-    compute = mapping_at(summary, "energy", "compute")
-    stages = [s for s in stage_order(compute) if isinstance(compute.get(s), Mapping)]
-    if not stages:
-        return skipped(sec, "the summary has no compute comparison (DeviceEnergyCallback with AORMeter).")
-    cmos = mapping_at(summary, "cmos")
-    ref = ""
-    if cmos:
-        ref = f"CMOS {cmos.get('name')}: E_MAC {format_joules(cmos.get('e_mac_j'))}, "
-        ref += f"E_AC {format_joules(cmos.get('e_ac_j'))}."
+    drawn: list[DevicePricing] = []
     rows = []
-    for stage in stages:
-        c = compute[stage]
-        convention = c.get("convention") or f"first_layer={c.get('first_layer')!r}"
-        if not b.add(
-            sec,
-            plots.compute_figure(stage, c),
-            ["compute-energy", stage],
-            f"Compute energy vs CMOS, {stage}",
-            f"Energy per sample (log scale) of the last {stage} epoch, T = {c.get('timesteps')}; the ratios are "
-            f"annotated. First-layer convention: {convention}. {ref}",
-        ):
-            sec.notes.append(f"Stage {stage}: no totals to plot.")
-        rows.append(
-            [stage, format_joules(get_path(c, "ann", "total_j")), format_joules(get_path(c, "diet_snn", "total_j")),
-             format_joules(get_path(c, "quest", "total_j")), c.get("ann_over_quest"), c.get("diet_over_quest"),
-             c.get("timesteps"), convention]
-        )  # fmt: skip
-    cols = ["stage", "CMOS ANN", "DIET-SNN", "QUEST", "ANN / QUEST", "DIET-SNN / QUEST", "T", "first-layer convention"]
+    for pricing, fid, tag in device_tags(summary.devices):
+        if not pricing.compute:
+            continue
+        same = next((d for d in drawn if d.compute == pricing.compute and d.cmos == pricing.cmos), None)
+        if same is not None:
+            sec.notes.append(f"{pricing.name}: the same comparison as {same.name} (same counts, CMOS and convention).")
+        cmos = pricing.cmos
+        ref = f"CMOS {cmos.name}: E_MAC {format_joules(cmos.e_mac_j)}, E_AC {format_joules(cmos.e_ac_j)}."
+        for stage in stage_order(pricing.compute):
+            c = pricing.compute[stage]
+            if c.silent_network:
+                sec.warnings.append(f"{stage}, epoch {c.epoch}{tag}: {SILENT_NOTE}.")
+            if same is None and not b.add(
+                sec,
+                plots.compute_figure(stage, c),
+                ["compute-energy", fid, stage],
+                f"Compute energy vs CMOS, {stage}{tag}",
+                f"Energy per sample (log scale) of the last {stage} epoch ({c.epoch}), T = {c.timesteps}; the ratios "
+                f"are annotated. First-layer convention: {c.convention}. {ref}",
+            ):
+                sec.notes.append(f"Stage {stage}{tag}: no totals to plot.")
+            rows.append(
+                [pricing.name, stage, c.epoch, format_joules(c.ann.total_j), format_joules(c.diet_snn.total_j),
+                 format_joules(c.quest.total_j), ratio(c.ann_over_quest, c), ratio(c.diet_over_quest, c),
+                 c.timesteps, c.convention]
+            )  # fmt: skip
+        drawn.append(pricing)
+    if not rows:
+        return skipped(sec, "the summary has no compute comparison (DeviceEnergyCallback with AORMeter).")
+    cols = ["device", "stage", "epoch", "CMOS ANN", "DIET-SNN", "QUEST", "ANN / QUEST", "DIET-SNN / QUEST", "T",
+            "first-layer convention"]  # fmt: skip
     sec.tables.append(Table(cols, rows, "Compute energy per sample"))
     return sec

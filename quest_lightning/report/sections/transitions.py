@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from quest_lightning.report import plots
 from quest_lightning.report.html import Section, Table
 from quest_lightning.report.plots import short_name
-from quest_lightning.report.sections.common import FigureWriter, mapping_at, new_section, percent, skipped, spread
+from quest_lightning.report.sections.common import FigureWriter, new_section, percent, skipped, spread
+from quest_lightning.summary import RunSummary
 
 
-def transitions_section(b: FigureWriter, summary: Mapping[str, Any]) -> Section:
+def transitions_section(b: FigureWriter, summary: RunSummary) -> Section:
     """Transition histograms, weight trajectories and change rates of each monitored stage."""
     sec = new_section("transitions")
-    transitions = mapping_at(summary, "transitions")
-    stages = [s for s, r in transitions.items() if isinstance(r, Mapping) and r.get("layers")]
+    transitions = summary.transitions
+    for s, r in transitions.items():
+        if r.note:
+            sec.notes.append(f"Stage {s}: {r.note}")
+    stages = [s for s, r in transitions.items() if r.layers]
     if not stages:
         return skipped(
             sec,
@@ -38,10 +39,10 @@ def transitions_section(b: FigureWriter, summary: Mapping[str, Any]) -> Section:
         )
     for stage in shown:
         res = transitions[stage]
-        where = f"epoch {res.get('epoch')}, {res.get('steps')} observed steps, {res.get('samples')} samples"
+        where = f"epoch {res.epoch}, {res.steps} observed steps, {res.samples} samples"
         b.add(
             sec,
-            plots.transition_figure(stage, res["layers"]),
+            plots.transition_figure(stage, res.layers),
             ["transitions", stage],
             f"Transition histogram, stage {stage}",
             f"Off-diagonal level-to-level transitions ({where}) as a share of weight-steps, per layer; the legend "
@@ -49,7 +50,7 @@ def transitions_section(b: FigureWriter, summary: Mapping[str, Any]) -> Section:
         )
         if not b.add(
             sec,
-            plots.trajectory_figure(stage, res["layers"]),
+            plots.trajectory_figure(stage, res.layers),
             ["trajectories", stage],
             f"Weight trajectories, stage {stage}",
             "Codes of a random sample of weights after each optimizer step of the stage (cf. QUEST Fig. 7a); lines are "
@@ -60,10 +61,10 @@ def transitions_section(b: FigureWriter, summary: Mapping[str, Any]) -> Section:
             )
     rows = []
     for stage in stages:
-        for name, info in transitions[stage]["layers"].items():
+        for name, info in transitions[stage].layers.items():
             rows.append(
-                [stage, short_name(name), info.get("steps"), percent(info.get("frozen_fraction")),
-                 percent(info.get("changed_fraction")), percent(info.get("non_adjacent_fraction"))]
+                [stage, short_name(name), info.steps, percent(info.frozen_fraction), percent(info.changed_fraction),
+                 percent(info.non_adjacent_fraction)]
             )  # fmt: skip
     cols = ["stage", "layer", "steps", "kept level / step", "changed / step", "changes skipping a level"]
     sec.tables.append(Table(cols, rows, "Transition fractions"))
