@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from quest_lightning.functional.grid import levels_of_qmax, qmax
-from quest_lightning.functional.quantize import Transform, check_transform, lsq_alpha_grad, mint_kernel_vjp
+from quest_lightning.functional.quantize import Transform, _MintQuantize, check_transform
 
 __all__ = ["Margin", "check_margin", "hysteresis_codes", "hysteresis_kernel", "hysteresis_quantize"]
 
@@ -120,7 +120,7 @@ def hysteresis_kernel(x: Tensor, alpha: Tensor, q: int, tanh: bool, held: Tensor
     return torch.where(gain > threshold, nearest, kept).to(torch.int8)
 
 
-class _HysteresisQuantize(torch.autograd.Function):
+class _HysteresisQuantize(_MintQuantize):
     """:func:`hysteresis_kernel` forward, MINT's backward with the codes used (straight through the decision)."""
 
     @staticmethod
@@ -134,10 +134,7 @@ class _HysteresisQuantize(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor, _codes_grad: Tensor | None):
-        x, alpha, codes = ctx.saved_tensors
-        grad_x, grad_alpha = mint_kernel_vjp(grad, x, alpha, codes, ctx.q, ctx.tanh, want_x=ctx.needs_input_grad[0])
-        grad_alpha = lsq_alpha_grad(grad_alpha, ctx.grad_scale, alpha) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_alpha, None, None, None, None, None
+        return (*_MintQuantize.backward(ctx, grad, _codes_grad), None, None)  # no gradient for held, margin
 
 
 def hysteresis_quantize(
