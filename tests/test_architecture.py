@@ -155,3 +155,22 @@ def test_modules_stay_readable():
         str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450
     }
     assert not long, long
+
+
+def test_every_module_imports_without_the_optional_extras():
+    """Doctest collection (``--doctest-modules``) imports every module: none may need an extra (``nir``,
+    ``neurobench``, ``sklearn``) to be imported, nor act on import (``cli/__main__`` runs only as ``__main__``)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pkgutil, importlib\n"
+        "for m in ('nir', 'nirtorch', 'neurobench', 'sklearn'): sys.modules[m] = None  # as if not installed\n"
+        "import quest_lightning\n"
+        "names = [m.name for m in pkgutil.walk_packages(quest_lightning.__path__, 'quest_lightning.')]\n"
+        "for name in names: importlib.import_module(name)\n"
+        "print(len(names))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.strip().splitlines()[-1]) == len(list(PACKAGE.rglob("*.py"))) - 1  # all but the root

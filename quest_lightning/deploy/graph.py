@@ -54,7 +54,7 @@ StageKind = Literal["synapse", "norm", "neuron", "pool", "flatten"]
 Arithmetic = Literal["integer", "float32"]
 _SKIPPED = (nn.Dropout, TimeSharedDropout, nn.Identity)
 _FOLD_HINT = (
-    "fold BatchNorm into the preceding layer first (quantize(..., fold_batchnorm=True)), or build the network "
+    "fold BatchNorm into the preceding layer first (quantize(..., fold_bn=True)), or build the network "
     "without BatchNorm"
 )
 

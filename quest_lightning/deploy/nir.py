@@ -111,7 +111,7 @@ def to_nir(model: nn.Module, *, input_shape: Sequence[int] | None = None, if_nod
         if stage.kind == "norm":
             raise NotDeployableError(
                 f"BatchNorm {stage.name!r} is not folded: NIR has no BatchNorm; fold it into the preceding layer "
-                "first (quantize(..., fold_batchnorm=True))."
+                "first (quantize(..., fold_bn=True))."
             )
         if stage.kind == "synapse":
             assert isinstance(m, QuantLayerMixin)

@@ -286,7 +286,7 @@ def _mixed(model):
     ("build", "match"),
     [
         (lambda: digits_net(neuron="lif"), r"features\.1\.neuron.*leaky.*LIF"),
-        (lambda: digits_net(batch_norm=True), r"BatchNorm 'features\.0\.norm' is not folded.*fold_batchnorm=True"),
+        (lambda: digits_net(batch_norm=True), r"BatchNorm 'features\.0\.norm' is not folded.*fold_bn=True"),
         (lambda: digits_net(quantize=False), "needs a model with quantized layers"),
         (lambda: _unshared(digits_net()), r"features\.1\.neuron.*does not share its layer's scale"),
         (lambda: _mem_bits(digits_net()), r"features\.1\.neuron.*mem_bits=3.*bits=2"),
