@@ -35,7 +35,7 @@ from quest_lightning.energy.aware import EnergyAware, EnergyAwareKnobs
 from quest_lightning.lightning.callbacks.resume import global_rng_states, set_global_rng_states, validate_after_resume
 from quest_lightning.lightning.callbacks.samples import loader_of, loader_padding
 from quest_lightning.nn.encoders import check_timesteps, make_encoder
-from quest_lightning.nn.inspect import quantized_layers, spiking_neurons
+from quest_lightning.nn.inspect import quantized_layers, reset_states, spiking_neurons
 from quest_lightning.nn.neurons import backend_of
 
 TRAIN_ACCURACY_KEY = "quest_train_accuracy"
@@ -191,7 +191,11 @@ class QuestModule(pl.LightningModule):
         self._hparams_initial = copy.deepcopy(self._hparams)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Encode ``x`` (``[B, ...]``) over ``T`` steps and return the readout per step, ``[T, B, classes]``."""
+        """Encode ``x`` (``[B, ...]``) over ``T`` steps and return the readout per step, ``[T, B, classes]``.
+
+        Every batch is a new sequence: the state the model's neurons keep between calls (a converted SpikingJelly or
+        snnTorch network's) is zeroed first (:func:`~quest_lightning.nn.inspect.reset_states`)."""
+        reset_states(self.model)
         return self.model(self.encoder(x))
 
     def _loss(

@@ -31,6 +31,31 @@ def spiking_neurons(model: nn.Module) -> list[tuple[str, QuantNeuron]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, QuantNeuron)]
 
 
+def reset_states(model: nn.Module) -> None:
+    """Zero the state every neuron of ``model`` keeps between calls, as its library does, before a new sequence.
+
+    SpikingJelly's neurons (``MemoryModule``: its own and quest-lightning's ``QuantIFNode``/``QuantLIFNode``, which
+    are theirs) are reset by ``spikingjelly.activation_based.functional.reset_net``; snnTorch's with
+    ``init_hidden=True`` (``QuantLeaky`` included) by ``snntorch.utils.reset``, which forgets the graph of the last
+    sequence too. A network of :class:`~quest_lightning.nn.vgg.SpikingBlock` keeps no state and is left as it is.
+    A converted network needs this between batches, or its neurons start each batch from the last one's membranes
+    (and a second ``backward`` walks the first batch's graph).
+    """
+    import snntorch as snn
+    from spikingjelly.activation_based import base, functional
+
+    memory = hidden = False
+    for m in model.modules():
+        memory = memory or isinstance(m, base.MemoryModule)
+        hidden = hidden or (isinstance(m, snn.SpikingNeuron) and getattr(m, "init_hidden", False))
+    if memory:
+        functional.reset_net(model)
+    if hidden:
+        from snntorch import utils as snn_utils
+
+        snn_utils.reset(model)
+
+
 def require_quantized_layers(model: nn.Module, who: str) -> list[tuple[str, QuantLayerMixin]]:
     """:func:`quantized_layers`, or a ``ValueError`` telling the user what to change when there are none."""
     layers = quantized_layers(model)

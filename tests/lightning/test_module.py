@@ -335,3 +335,36 @@ def test_the_read_penalty_leaves_padding_out_and_is_weighted_by_real_samples_und
     for name, p in by_hand.model.named_parameters():
         if p.grad is not None:
             torch.testing.assert_close((updates[0][name] + updates[1][name]) / 2, -p.grad, msg=name)
+
+
+def test_a_converted_spikingjelly_network_trains_in_questmodule_from_a_zero_state_each_batch():
+    """A converted SpikingJelly network keeps its membranes between calls; QuestModule zeroes them before each
+    batch, so the same batch gives the same logits twice and a second training step does not walk the first's
+    graph (without the reset it raises "Trying to backward through the graph a second time")."""
+    from spikingjelly.activation_based import layer, neuron
+    from torch import nn
+
+    from quest_lightning import quantize
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        layer.Conv2d(1, 8, 3, padding=1, step_mode="m"),
+        neuron.IFNode(step_mode="m"),
+        layer.Flatten(step_mode="m"),
+        layer.Linear(8 * 8 * 8, 32, step_mode="m"),
+        neuron.IFNode(step_mode="m"),
+        layer.Linear(32, 10, step_mode="m"),
+    )
+    quantize(net, example_input=torch.zeros(4, 1, 1, 8, 8), bits=2)
+    module = QuestModule(net, timesteps=4, schedule="none")
+    x = torch.rand(6, 1, 8, 8) * 3
+    with torch.no_grad():
+        first, second = module(x), module(x)
+    assert torch.equal(first, second)
+    assert any(n.v.abs().sum() > 0 for n in net.modules() if isinstance(n, neuron.IFNode) and torch.is_tensor(n.v))
+    data = DataLoader(TensorDataset(torch.rand(24, 1, 8, 8), torch.randint(0, 10, (24,))), batch_size=6)
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(module, data)
+    assert trainer.global_step == 4
