@@ -41,7 +41,8 @@ class ColumnLevels:
     """:math:`C` (see the module docstring) of the codes of one linear layer, updated from the codes that changed.
 
     The codes given are held (not copied) as the codes the table counts, with their version counter: codes changed
-    in place since are never mistaken for the ones counted.
+    in place since are never mistaken for the ones counted. Codes made under inference mode have no version counter
+    and are counted in full, never held.
 
     Args:
         qmax: Largest code :math:`Q` (levels :math:`-Q \\dots Q`).
@@ -65,6 +66,8 @@ class ColumnLevels:
         """Changes another count found from ``previous`` to ``current`` codes: the flat ``index`` of the codes that
         differ, ascending, and their codes ``before`` and ``after``. Used by :meth:`counts` if the table is then at
         ``previous`` (the two most recent offers are kept)."""
+        if previous.is_inference() or current.is_inference():
+            return  # no version counter: nothing tells whether they changed in place since
         offer = (previous, previous._version, current, current._version, index, before, after)
         self._offers = [*self._offers[-1:], offer]
 
@@ -73,6 +76,8 @@ class ColumnLevels:
         if codes.dim() != 2:
             raise ValueError(f"ColumnLevels counts the codes of a linear layer, [O, I]; got {tuple(codes.shape)}.")
         offers, self._offers = self._offers, []
+        if codes.is_inference():  # no version counter (codes made under inference mode): counted, not held
+            return column_level_counts(codes, self.qmax)
         if self._holds(codes, codes._version):
             return self.table  # type: ignore[return-value]
         for previous, p_version, current, c_version, index, before, after in offers:

@@ -69,6 +69,16 @@ def test_the_kept_table_equals_a_recount_after_many_random_steps(bits, monkeypat
     assert len(ways) == 5
 
 
+def test_codes_made_under_inference_mode_are_counted_in_full_and_never_held():
+    table, g = ColumnLevels(1), torch.Generator().manual_seed(5)
+    with torch.inference_mode():
+        codes = torch.randint(-1, 2, (6, 9), generator=g, dtype=torch.int8)
+        later = -codes
+    table.offer(codes, later, torch.arange(54), codes.flatten(), later.flatten())
+    assert table.counts(codes).tolist() == _brute_columns(codes, 1) and table.table is None
+    assert table.counts(later).tolist() == _brute_columns(later, 1)
+
+
 def test_the_table_refuses_codes_that_are_not_a_linear_layers():
     with pytest.raises(ValueError, match=r"linear layer, \[O, I\]"):
         ColumnLevels(1).counts(torch.zeros(2, 3, 3, dtype=torch.int8))
