@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from quest_lightning.functional.grid import level_index, levels_of_qmax
+from quest_lightning.metrics.column_levels import column_level_counts
 from quest_lightning.metrics.geometry import LayerGeometry
 from quest_lightning.metrics.histogram import FLOAT32_EXACT, histogram, weighted_histogram
 from quest_lightning.metrics.transitions import (
@@ -197,7 +198,13 @@ def weight_input_sums(geometry: LayerGeometry, input_counts: Tensor, dtype: torc
 
 
 def level_operation_counts(
-    geometry: LayerGeometry, input_counts: Tensor, codes: Tensor, qmax: int, *, max_count: float | None = None
+    geometry: LayerGeometry,
+    input_counts: Tensor,
+    codes: Tensor,
+    qmax: int,
+    *,
+    max_count: float | None = None,
+    column_levels: Tensor | None = None,
 ) -> Tensor:
     """:math:`N(v)` for every level :math:`v = -Q \\dots Q` (index :math:`v + Q`), as a float64 tensor of exact
     integers: synaptic operations with an input spike and a weight of that level, summed over what was recorded.
@@ -211,12 +218,15 @@ def level_operation_counts(
             the all-MAC count of an analog input). On the CPU the correlation of a convolution then runs in
             ``float32`` whenever ``max_count`` × the output positions is at most :math:`2^{24}`: every partial sum is
             an integer ``float32`` holds, so the result is the ``float64`` one, at a fraction of the cost.
+        column_levels: For a linear layer, :math:`\\#\\{o : \\hat w_{oi} = v\\}` as ``[L, I]`` integers when the
+            caller keeps them (:class:`~quest_lightning.metrics.column_levels.ColumnLevels`); they must be those of
+            ``codes``.
     """
     levels = levels_of_qmax(qmax)
-    if geometry.kind == "linear" and levels <= 16:
-        counts = input_counts.to(torch.float64)
-        per_level = torch.stack([(codes == v - qmax).sum(0, dtype=torch.int32) for v in range(levels)])
-        return per_level.to(torch.float64) @ counts
+    if geometry.kind == "linear" and (levels <= 16 or column_levels is not None):
+        if column_levels is None:
+            column_levels = column_level_counts(codes, qmax)
+        return column_levels.to(torch.float64) @ input_counts.to(torch.float64)
     dtype = torch.float64
     positions = geometry.output_positions(tuple(input_counts.shape))
     if max_count is not None and input_counts.device.type == "cpu" and max_count * positions <= FLOAT32_EXACT:
@@ -232,15 +242,18 @@ def _aor_update(
     qmax: int,
     rows: Tensor | int,
     max_count: float | None = None,
+    column_levels: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Sufficient statistics of ``rows`` recorded rows: :math:`N(v)` (float64), rows and dense MACs (``int64``).
 
     An empty ``input_counts`` (a layer that never ran) contributes zeros. No host synchronisation. ``max_count``: see
-    :func:`level_operation_counts`."""
+    :func:`level_operation_counts`, as is ``column_levels``."""
     rows_ = _count(rows, torch.int64)
     if input_counts.numel() == 0:
         return torch.zeros(levels_of_qmax(qmax), dtype=torch.float64, device=codes.device), rows_ * 0, rows_ * 0
-    level_ops = level_operation_counts(geometry, input_counts, codes, qmax, max_count=max_count)
+    level_ops = level_operation_counts(
+        geometry, input_counts, codes, qmax, max_count=max_count, column_levels=column_levels
+    )
     return level_ops, rows_, rows_ * geometry.ops(tuple(input_counts.shape))
 
 

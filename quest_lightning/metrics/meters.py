@@ -159,12 +159,21 @@ class ActivationOperationRate(Metric):
         self.add_state("samples", _zeros(torch.int64), dist_reduce_fx="sum", persistent=True)
 
     def update(
-        self, input_counts: Tensor, codes: Tensor, rows: Tensor | int, samples: int, max_count: float | None = None
+        self,
+        input_counts: Tensor,
+        codes: Tensor,
+        rows: Tensor | int,
+        samples: int,
+        max_count: float | None = None,
+        column_levels: Tensor | None = None,
     ) -> None:
         """Add the operations of ``rows`` recorded rows (steps × samples) with per-position ``input_counts``;
-        ``max_count`` bounds integer counts (see
+        ``max_count`` bounds integer counts and ``column_levels`` is the linear layer's per-column level counts of
+        ``codes`` when the caller keeps them (see
         :func:`~quest_lightning.metrics.functional.level_operation_counts`)."""
-        level_ops, rows_, dense_ops = _aor_update(self.geometry, input_counts, codes, self.qmax, rows, max_count)
+        level_ops, rows_, dense_ops = _aor_update(
+            self.geometry, input_counts, codes, self.qmax, rows, max_count, column_levels
+        )
         self.level_ops += level_ops
         self.rows += rows_
         self.dense_ops += dense_ops

@@ -165,3 +165,35 @@ def test_the_fast_paths_count_what_the_reference_paths_count(backend, case, monk
     assert fast_writes.keys() == reference_writes.keys()
     for name, writes in fast_writes.items():
         assert torch.equal(writes, reference_writes[name]), name
+
+
+def _fit_aor_alone(backend, fast, monkeypatch):
+    monkeypatch.setattr(ActivityCounts, "fast", fast)
+    pl.seed_everything(1, verbose=False)
+    g = torch.Generator().manual_seed(1)
+    data = TensorDataset(torch.rand(24, 1, 8, 8, generator=g), torch.randint(0, 10, (24,), generator=g))
+    net = SpikingVGG([4, "P"], [24, 16], in_channels=1, image_size=8, num_classes=10, backend=backend)
+    meter = AORMeter()
+    trainer = pl.Trainer(
+        max_epochs=2,
+        callbacks=[meter],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(QuestModule(net, timesteps=2, lr=0.5, optimizer="sgd"), DataLoader(data, batch_size=4))
+    return meter.counts.run_summary().activity, meter.counts.activity._columns
+
+
+@pytest.mark.parametrize("backend", ["spikingjelly", "snntorch"])
+def test_the_kept_linear_level_counts_without_the_transition_count_equal_the_reference(backend, monkeypatch):
+    """Without the transition count the linear layers' per-column level counts follow the codes by their own
+    comparison: the per-level operation counts equal the reference's, epoch after epoch."""
+    fast, columns = _fit_aor_alone(backend, True, monkeypatch)
+    reference, _ = _fit_aor_alone(backend, False, monkeypatch)
+    assert len(columns) == 2 and all(c.table is not None for c in columns.values())  # both hidden linear layers
+    linear = [r for r in fast["train"][-1].layers if r.layer in columns]
+    assert len(linear) == 2 and all(sum(r.level_ops) > 0 for r in linear)
+    assert fast == reference

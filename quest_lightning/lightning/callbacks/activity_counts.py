@@ -10,8 +10,10 @@ calls. The record says which kind each layer was counted as, and who decided.
 
 **Per weight update.** The layers accumulate their input counts while the weights stay the same (the batches of a
 gradient-accumulation window, a whole validation run), and the counts are turned into per-level operations once per
-weight update, with the codes of that update's forward passes. ``ActivityCounts.fast = False`` selects the reference
-path, once per counted batch, which the tests compare with.
+weight update, with the codes of that update's forward passes; a linear layer's per-level counts come from per-column
+level counts kept current from the codes that changed (:class:`~quest_lightning.metrics.column_levels.ColumnLevels`,
+fed by the transition count's comparison when it runs). ``ActivityCounts.fast = False`` selects the reference path
+(every count from the codes, once per counted batch), which the tests compare with.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torch import Tensor
 
+from quest_lightning.functional.grid import levels_of_qmax
 from quest_lightning.lightning.callbacks.activity_record import (
     STAGES,
     ActivitySettings,
@@ -36,7 +40,10 @@ from quest_lightning.lightning.callbacks.base import (
     metric_state,
 )
 from quest_lightning.metrics import ActivationOperationRate, InputKindTally, LayerGeometry, SpikeRate
+from quest_lightning.metrics.column_levels import ColumnLevels
+from quest_lightning.metrics.transitions import TransitionChanges
 from quest_lightning.nn.inspect import reset_recording, set_recording, spiking_neurons
+from quest_lightning.nn.layers import QuantLayerMixin
 from quest_lightning.summary import ActivityRecord, SkippedLayer
 
 __all__ = ["STAGES", "ActivityCounts", "ActivitySettings"]
@@ -68,13 +75,26 @@ class ActivityCounts(Part):
         self._pending: dict[str, dict[str, int]] = {}  # samples recorded since the last update, per layer ("": net)
         self._flushed_step: int | None = None
         self._module: Any = None
+        self._columns: dict[str, ColumnLevels] = {}  # fast path: per-column level counts of the linear layers
 
     def bind(self, pl_module: pl.LightningModule) -> None:
         taps = self.counts.taps
         self.layers = [(name, tap.module, tap.recording) for name, tap in taps.layers.items()]
         self.neurons = spiking_neurons(pl_module)
         self._module = pl_module
+        self._columns = {}
+        for name, module, _ in self.layers:
+            qmax = layer_codes(module)[1] if isinstance(module, QuantLayerMixin) and module.enabled else None
+            if qmax is not None and LayerGeometry.of(module).kind == "linear" and levels_of_qmax(qmax) <= 16:
+                self._columns[name] = ColumnLevels(qmax)
         self._make_meters()
+
+    def offer_changes(self, name: str, previous: Tensor, current: Tensor, changes: TransitionChanges) -> None:
+        """The codes of layer ``name`` that changed from ``previous`` to ``current``, as the transition count found
+        them: the per-column level counts follow them instead of comparing the codes again."""
+        column = self._columns.get(name) if self.fast and self.measures("train") else None
+        if column is not None and changes.index is not None:
+            column.offer(previous, current, changes.index, changes.before, changes.after)
 
     def claim(self, driver: Any, settings: ActivitySettings, priority: int) -> None:
         before = self.settings
@@ -163,7 +183,11 @@ class ActivityCounts(Part):
                 for meter in (self._aor[stage][name], self._kinds[stage][name]):
                     if meter.device != codes.device:
                         meter.to(codes.device)
-                self._aor[stage][name].update(counts, codes, rows, samples, None if kind == "spikes" else rows)
+                column = self._columns.get(name) if self.fast else None
+                levels = column.counts(codes) if column is not None else None
+                self._aor[stage][name].update(
+                    counts, codes, rows, samples, None if kind == "spikes" else rows, column_levels=levels
+                )
                 self._kinds[stage][name].update(nonbinary, analog)
             for name, neuron in self.neurons:
                 if neuron.spike_count is not None and neuron.recorded_rows:

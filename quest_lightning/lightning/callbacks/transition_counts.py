@@ -47,6 +47,27 @@ from quest_lightning.summary import LayerTransitions, LayerWrites, TransitionSta
 __all__ = ["TransitionCounts"]
 
 
+_PERMUTE_UP_TO = 1 << 20  # below this many weights a permutation is cheap; above, draws rejecting repeats are
+
+
+def draw_without_replacement(n: int, k: int, generator: torch.Generator) -> Tensor:
+    """``k`` distinct indices drawn uniformly from ``0 .. n - 1`` (an ordered sample without replacement, ``int64``).
+
+    A permutation's first ``k`` for small ``n`` or a large sample; otherwise uniform draws with the repeats rejected,
+    which give the same distribution (every ordered sample of ``k`` distinct indices equally likely) in ``O(k)``
+    rather than the ``O(n)`` of a permutation of every weight (a third of a second for 33 M weights).
+    """
+    if n <= _PERMUTE_UP_TO or 2 * k >= n:
+        return torch.randperm(n, generator=generator)[:k]
+    chosen: dict[int, None] = {}
+    while len(chosen) < k:
+        for i in torch.randint(n, (2 * (k - len(chosen)),), generator=generator).tolist():
+            chosen.setdefault(i)
+            if len(chosen) == k:
+                break
+    return torch.tensor(list(chosen), dtype=torch.int64)
+
+
 class TransitionCounts(Part):
     """Counts transitions inside the stages of its :class:`~quest_lightning.lightning.callbacks.stages.
     TransitionSettings`. One observed step's transition goes from the codes before its first batch to the codes
@@ -78,6 +99,7 @@ class TransitionCounts(Part):
         self._epochs: dict[str, int] = {}
         self._samples: dict[str, int] = {}
         self._trajectories: dict[str, dict[str, list[Tensor]]] = {}
+        self._masks: dict[str, Tensor] = {}  # fast path: each layer's changed mask, its memory reused every step
         self._previous: dict[str, Tensor] | None = None  # reference path: the codes before the step in flight
         self._window: Stage | None = None  # fast path: the stage of the batch in flight
         self._before: tuple[dict[str, Tensor], dict[str, Tensor] | None] | None = None  # codes (and levels) before
@@ -97,7 +119,7 @@ class TransitionCounts(Part):
         for name, layer in self.layers:
             if name not in self.indices:
                 k = min(self.settings.trajectories, layer.weight.numel())
-                self.indices[name] = torch.randperm(layer.weight.numel(), generator=gen)[:k]
+                self.indices[name] = draw_without_replacement(layer.weight.numel(), k, gen)
 
     def claim(self, driver: Any, settings: TransitionSettings, priority: int) -> None:
         before = self.settings
@@ -262,7 +284,10 @@ class TransitionCounts(Part):
             if counter.device != now.device:
                 counter.to(now.device)
             if self.fast:
-                step = transition_changes(was, now, layer.qmax, None if levels is None else levels.get(name))
+                mask = self._masks.get(name)
+                step = transition_changes(was, now, layer.qmax, None if levels is None else levels.get(name), out=mask)
+                self._masks[name] = step.changed  # the mask's memory serves the next step
+                self.counts.activity.offer_changes(name, was, now, step)
                 counter.add(step.counts)
                 out[name] = step.levels
                 if self.writes is not None:

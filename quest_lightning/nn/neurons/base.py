@@ -18,6 +18,23 @@ from quest_lightning.functional.scan import neuron_scan
 from quest_lightning.functional.surrogate import SpikeFn, fires_at_threshold
 from quest_lightning.nn.layers import QuantLayerMixin
 
+_FLOAT32_EXACT = 1 << 24  # every integer up to 2**24 is a float32
+
+
+def spike_total(spikes: Tensor) -> Tensor:
+    """The number of spikes in a 0/1 spike tensor, as a float64 scalar on its device (no host synchronisation).
+
+    Summed in ``float32`` over chunks of at most :math:`2^{24}` elements, each converted to ``float64`` once: a sum of
+    at most :math:`2^{24}` zeros and ones never leaves the integers ``float32`` holds, whatever the order of the
+    additions, so the total is exact (a ``float64`` sum over the whole tensor converts every element and is tens of
+    times slower on the CPU). Spikes are 0/1 by the contract of a spike function (a Heaviside step forward).
+    """
+    flat = spikes.detach().reshape(-1)
+    total = torch.zeros((), dtype=torch.float64, device=flat.device)
+    for chunk in flat.split(_FLOAT32_EXACT):
+        total += chunk.sum(dtype=torch.float32)
+    return total
+
 
 class _Param:
     """A neuron attribute that reads one field of the neuron's ``params``; setting it replaces ``params`` with a
@@ -197,7 +214,7 @@ class QuantNeuron(nn.Module):
         return s, m, u
 
     def _record(self, spikes: Tensor, rows: int) -> None:
-        total = spikes.detach().sum(dtype=torch.float64)
+        total = spike_total(spikes)
         self.spike_count = total if self.spike_count is None else self.spike_count + total
         self.recorded_rows += rows
         self.neurons = spikes.numel() // rows
