@@ -278,9 +278,11 @@ def _synaptic_operations(
         if layer.input_kind == "spikes":
             acs = None if acs is None else acs + _effective(layer.level_ops)
         elif macs is not None:
+            recorded = layer.input_kind_source == "recorded"
+            seen = "saw analog input (a value neither 0 nor 1)" if recorded else "is declared analog input"
             notes.append(
-                f"Effective_MACs: layer {layer.layer!r} saw analog input (a value neither 0 nor 1); NeuroBench counts "
-                "its non-zero inputs, which the activity count does not keep (it sums the input values); "
+                f"Effective_MACs: layer {layer.layer!r} {seen}; NeuroBench counts its non-zero inputs, which the "
+                "activity count does not keep (it sums the input values); "
                 "quest_lightning.deploy.neurobench_metrics(model, x_seq) counts them in one forward pass. "
                 "Effective_ACs leave this layer out, as NeuroBench does unless all its inputs were -1, 0 or 1"
             )
@@ -338,7 +340,8 @@ def neurobench_record(
     adds :math:`\\sum_{v \\ne 0} N(v)` to ``Effective_ACs``; every layer adds its rows times :func:`dense_per_row` to
     ``Dense``. ``Effective_MACs`` are ``None`` when a layer saw analog input: NeuroBench counts its non-zero inputs,
     which the counts do not keep. The activation sparsity comes from the neurons'
-    spike counts. The connection sparsity and the footprints are those of ``model``'s weights now.
+    spike counts. The connection sparsity and the footprints are those of ``model``'s weights now (at the end of a
+    fit, the weights its last validation epoch ran with).
 
     Args:
         record: One epoch of the activity counts.

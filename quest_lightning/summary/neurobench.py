@@ -22,8 +22,9 @@ class NeuroBenchRecord(Record):
     """NeuroBench's metrics of the network over one measured epoch of ``stage``, from the run's exact counts.
 
     The synaptic operations and the activation sparsity are those of the epoch's counted batches, per sample
-    (``samples`` of them); the connection sparsity and the footprints are those of the weights at the end of that
-    epoch. A figure the counts cannot give exactly is ``None``, and ``notes`` says why (never a guess).
+    (``samples`` of them); the connection sparsity and the footprints are those of the weights when the record was
+    written (at the end of a fit, the weights its last validation epoch ran with). A figure the counts cannot give
+    exactly is ``None``, and ``notes`` says why (never a guess).
 
     Attributes:
         stage: ``"val"`` (the weights fixed, as deployed) or ``"train"``.

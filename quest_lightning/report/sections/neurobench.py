@@ -54,7 +54,7 @@ def neurobench_section(summary: RunSummary) -> Section:
     sec.tables.append(Table(["NeuroBench metric", "key", "value", "unit", "what it counts"], neurobench_rows(r), when))
     sec.notes.append(
         f"Counted exactly over the counted batches of {when}; the sparsity of the connections and the footprints are "
-        f"those of the weights at the end of that epoch. Definitions: {r.definition}."
+        f"those of the weights when the record was written. Definitions: {r.definition}."
     )
     sec.notes.extend(r.notes)
     return sec
