@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from quest_lightning.nn.inspect import require_quantized_layers
+from quest_lightning.nn.inspect import require_quantized_layers, unwrap
 from quest_lightning.nn.layers import QuantConv2d, QuantLayerMixin, QuantLinear
 from quest_lightning.nn.neurons.base import QuantNeuron
 from quest_lightning.nn.vgg import SpikingBlock, SpikingVGG, TimeSharedDropout
@@ -107,12 +107,6 @@ class PlannedStage:
     @property
     def module(self) -> nn.Module | None:
         return self.stage.module
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The network inside a Lightning module (its ``.model``), or ``model`` itself."""
-    inner = getattr(model, "model", None)
-    return inner if isinstance(inner, nn.Module) and hasattr(model, "encoder") else model
 
 
 def _join(prefix: str, name: str) -> str:

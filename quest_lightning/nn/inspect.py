@@ -16,6 +16,12 @@ from quest_lightning.nn.layers import QuantLayerMixin
 from quest_lightning.nn.neurons.base import QuantNeuron
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a Lightning module (its ``.model``), or ``model`` itself."""
+    inner = getattr(model, "model", None)
+    return inner if isinstance(inner, nn.Module) and hasattr(model, "encoder") else model
+
+
 def synaptic_layers(model: nn.Module) -> list[tuple[str, QuantLayerMixin]]:
     """Every ``QuantConv2d``/``QuantLinear`` of ``model`` with its module name, quantized or not, in module order."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, QuantLayerMixin)]

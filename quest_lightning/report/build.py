@@ -30,6 +30,7 @@ from quest_lightning.report.sections import (
     devices_section,
     endurance_section,
     key_numbers_section,
+    neurobench_section,
     read_energy_section,
     run_section,
     sweep_section,
@@ -88,6 +89,7 @@ def _draw(
         "endurance": lambda: endurance_section(b, summary),
         "read-energy": lambda: read_energy_section(b, summary),
         "compute-energy": lambda: compute_energy_section(b, summary),
+        "neurobench": lambda: neurobench_section(summary),
         "devices": lambda: devices_section(b, summary),
         "sweep": lambda: sweep_section(b, summary, sweep, found),
     }

@@ -5,8 +5,9 @@ run directory; the report, the CLI and the experiments read it back with :func:`
 (no torch, no Lightning) and is the only place where a figure is looked up by a string key. One module per record
 family: :mod:`~quest_lightning.summary.activity`, :mod:`~quest_lightning.summary.transitions`,
 :mod:`~quest_lightning.summary.energy`, :mod:`~quest_lightning.summary.training` (the energy-aware knobs and what a
-training step costs), :mod:`~quest_lightning.summary.run` and the file, :mod:`~quest_lightning.summary.io`, over the
-shared machinery of :mod:`~quest_lightning.summary.record`.
+training step costs), :mod:`~quest_lightning.summary.neurobench` (NeuroBench's metrics),
+:mod:`~quest_lightning.summary.run` and the file, :mod:`~quest_lightning.summary.io`, over the shared machinery of
+:mod:`~quest_lightning.summary.record`.
 
 Every record has ``to_dict()`` (JSON-ready) and ``from_dict()``, checks that its numbers are finite (a figure that
 cannot be computed is ``None`` or an empty record with its reason, never NaN), and reads like its dict form
@@ -35,6 +36,7 @@ from quest_lightning.summary.energy import (
     WriteEnergy,
 )
 from quest_lightning.summary.io import read_summary, write_summary
+from quest_lightning.summary.neurobench import NeuroBenchRecord
 from quest_lightning.summary.record import SCHEMA, SCHEMA_V1, SUMMARY_FILE, SummaryFormatError
 from quest_lightning.summary.run import EpochCurve, Flag, RunSummary
 from quest_lightning.summary.training import (
@@ -69,6 +71,7 @@ __all__ = [
     "LayerTrainingOps",
     "LayerTransitions",
     "LayerWrites",
+    "NeuroBenchRecord",
     "NeuronActivity",
     "PatternEnergy",
     "ReadEnergy",

@@ -8,6 +8,7 @@ from typing import Any
 
 from quest_lightning.summary.activity import ActivityRecord
 from quest_lightning.summary.energy import DevicePricing
+from quest_lightning.summary.neurobench import NeuroBenchRecord
 from quest_lightning.summary.record import (
     CONVENTIONS,
     REGENERATE,
@@ -67,7 +68,8 @@ class Flag(Record):
 class RunSummary(Record):
     """The whole run: activity per epoch, transitions per stage, every priced device, curves and flags; the writes
     per cell when the transition monitor counts them, the energy-aware knobs when one was on, and what the training
-    steps cost when a ``TrainingCostMeter`` measured them (each ``None`` otherwise)."""
+    steps cost when a ``TrainingCostMeter`` measured them, and NeuroBench's metrics of the latest measured epoch
+    when the activity counts hold one (each ``None`` otherwise)."""
 
     bits: int | None
     activity: dict[str, tuple[ActivityRecord, ...]] = field(default_factory=dict)
@@ -79,6 +81,7 @@ class RunSummary(Record):
     writes: WritesPerCell | None = None
     energy_aware: EnergyAwareSettings | None = None
     training_cost: TrainingCost | None = None
+    neurobench: NeuroBenchRecord | None = None
 
     @property
     def primary(self) -> DevicePricing | None:
@@ -108,6 +111,7 @@ class RunSummary(Record):
         out.update(devices=encode(self.devices), curves=encode(self.curves), flags=encode(self.flags))
         out["writes"] = encode(self.writes)
         out.update(energy_aware=encode(self.energy_aware), training_cost=encode(self.training_cost))
+        out["neurobench"] = encode(self.neurobench)
         return out
 
     @classmethod

@@ -35,12 +35,14 @@ from quest_lightning.lightning.callbacks.resume import validate_after_resume
 from quest_lightning.lightning.callbacks.samples import LayerTaps, loader_of, loader_padding, loaders_of, padding_note
 from quest_lightning.lightning.callbacks.training_ops import TrainingCostMeter
 from quest_lightning.lightning.callbacks.transition_counts import TransitionCounts
+from quest_lightning.metrics.neurobench import neurobench_record
 from quest_lightning.nn.inspect import require_quantized_layers
 from quest_lightning.summary import (
     ENERGY_AWARE_FLAG,
     EnergyAwareSettings,
     EpochCurve,
     Flag,
+    NeuroBenchRecord,
     RunSummary,
     TrainingCost,
 )
@@ -77,6 +79,7 @@ class RunCounts:
         self._rates: tuple[int, tuple[float, ...]] | None = None  # the learning rates an epoch started with
         self._curve_due: tuple[int, int, tuple[float, ...]] | None = None  # (epoch, step, rates) of an ended epoch
         self._restored_metrics: dict[str, float] = {}  # the logged scalars a checkpoint held
+        self._neurobench: tuple[tuple[Any, ...], NeuroBenchRecord | None] | None = None
 
     @property
     def trainer(self) -> pl.Trainer | None:
@@ -246,6 +249,29 @@ class RunCounts:
         meter = next((c for c in trainer.callbacks if isinstance(c, TrainingCostMeter)), None) if trainer else None
         return TrainingCost.from_history(meter.history) if meter is not None else None
 
+    def neurobench(self) -> NeuroBenchRecord | None:
+        """NeuroBench's metrics of the latest measured epoch: the latest validation epoch (the weights fixed, as
+        deployed), else the latest training epoch; ``None`` when no epoch ran the network. Computed once per epoch
+        record and global step, however many devices write the run record."""
+        trainer = self.trainer
+        for stage in ("val", "train"):
+            record = next((r for r in reversed(self.activity.history.get(stage, [])) if r.empty is None), None)
+            if record is None or trainer is None:
+                continue
+            key = (stage, record.epoch, record.step, trainer.global_step)
+            if self._neurobench is None or self._neurobench[0] != key:
+                self._neurobench = (key, self._neurobench_of(record, trainer))
+            return self._neurobench[1]
+        return None
+
+    def _neurobench_of(self, record: Any, trainer: pl.Trainer) -> NeuroBenchRecord | None:
+        mixed = [m for s, e, m in self.activity.mixed if (s, e) == (record.stage, record.epoch)]
+        shapes = {
+            name: tuple(rec.input_counts.shape) for name, _, rec in self.activity.layers if rec.input_counts.numel()
+        }
+        neurons = {name: int(neuron.neurons) for name, neuron in self.activity.neurons}
+        return neurobench_record(record, trainer.lightning_module, input_shapes=shapes, neurons=neurons, mixed=mixed)
+
     def run_summary(self) -> RunSummary:
         """The typed run record of everything counted and priced so far."""
         devices = tuple(p.summary for p in self.pricers if p.summary is not None)
@@ -261,6 +287,7 @@ class RunCounts:
             writes=self.transitions.writes_record,
             energy_aware=aware,
             training_cost=self.training_cost(),
+            neurobench=self.neurobench(),
         )
 
 

@@ -24,6 +24,7 @@ SECTION_TITLES: dict[str, str] = {
     "endurance": "Writes per cell and endurance",
     "read-energy": "Read energy per layer",
     "compute-energy": "Compute energy against CMOS",
+    "neurobench": "NeuroBench metrics",
     "devices": "Devices side by side",
     "sweep": "Accuracy against device variation",
 }
@@ -46,6 +47,9 @@ SECTION_INTROS: dict[str, str] = {
     "compute-energy": "Arithmetic energy per sample on the CMOS reference: the ANN (every operation a MAC), a "
     "DIET-SNN-style SNN (an accumulate per input spike) and QUEST (an accumulate per spike that meets a non-zero "
     "weight, AOR).",
+    "neurobench": "The network's efficiency in NeuroBench's vocabulary (Yik et al., Nature Communications 2025): "
+    "synaptic operations per sample, activation and connection sparsity, and the memory footprint, computed exactly "
+    "from the run's counts of its latest measured epoch (the validation epoch when there is one).",
     "devices": "Every device the run was priced on (one DeviceEnergyCallback each), on the same counts: the last "
     "transition stage's write energy, the last epoch's read energy and the compute comparison, at each device's best "
     "R-S pattern.",
