@@ -126,11 +126,8 @@ class _HysteresisQuantize(_MintQuantize):
     @staticmethod
     def forward(ctx, x: Tensor, alpha: Tensor, q: int, tanh: bool, grad_scale, held, margin):
         codes = hysteresis_kernel(x, alpha, q, tanh, held, margin)
-        out = codes.to(x.dtype) * (alpha / q)
-        ctx.save_for_backward(x, alpha, codes)
-        ctx.q, ctx.tanh, ctx.grad_scale = q, tanh, grad_scale
-        ctx.mark_non_differentiable(codes)
-        return out, codes
+        _MintQuantize.keep_for_backward(ctx, x, alpha, codes, q, tanh, grad_scale)
+        return codes.to(x.dtype) * (alpha / q), codes
 
     @staticmethod
     def backward(ctx, grad: Tensor, _codes_grad: Tensor | None):

@@ -276,10 +276,15 @@ class _MintQuantize(torch.autograd.Function):
     def forward(ctx, x: Tensor, alpha: Tensor, q: int, tanh: bool, grad_scale: float | None):
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         codes = mint_kernel(x, alpha, q, tanh, out)
+        _MintQuantize.keep_for_backward(ctx, x, alpha, codes, q, tanh, grad_scale)
+        return out, codes
+
+    @staticmethod
+    def keep_for_backward(ctx, x: Tensor, alpha: Tensor, codes: Tensor, q: int, tanh: bool, grad_scale) -> None:
+        """What :meth:`backward` reads: the inputs, the codes (no gradient) and the grid options."""
         ctx.save_for_backward(x, alpha, codes)
         ctx.q, ctx.tanh, ctx.grad_scale = q, tanh, grad_scale
         ctx.mark_non_differentiable(codes)
-        return out, codes
 
     @staticmethod
     def backward(ctx, grad: Tensor, _codes_grad: Tensor | None):
