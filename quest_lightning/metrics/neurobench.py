@@ -108,8 +108,9 @@ def layer_synaptic_operations(
     Args:
         layer: A ``QuantConv2d``/``QuantLinear`` (its codes, or weights when full precision, give :math:`w \\ne 0`),
             or a plain ``nn.Conv2d``/``nn.Linear``.
-        nonzero_counts: ``[C, H, W]`` or ``[F]``: how many rows had a non-zero input at each position (for spikes,
-            the spike counts a recording layer holds in ``input_counts``).
+        nonzero_counts: ``[C, H, W]`` or ``[F]``: how many rows had a non-zero input at each position (what a
+            recording layer's :meth:`~quest_lightning.nn.layer_input.LayerInputMixin.nonzero_input_counts` gives;
+            for spikes, its ``input_counts``).
         rows: The number of rows (time steps × samples) the counts cover.
         spiking: Whether the inputs were -1/0/1 (NeuroBench's ``Effective_ACs``) or not (``Effective_MACs``).
         name: The layer's name, for the report.
@@ -277,19 +278,20 @@ def _synaptic_operations(
             declared.append(layer.layer)
         if layer.input_kind == "spikes":
             acs = None if acs is None else acs + _effective(layer.level_ops)
+        elif layer.nonzero_level_ops is not None:
+            macs = None if macs is None else macs + _effective(layer.nonzero_level_ops)
         elif macs is not None:
-            recorded = layer.input_kind_source == "recorded"
-            seen = "saw analog input (a value neither 0 nor 1)" if recorded else "is declared analog input"
             notes.append(
-                f"Effective_MACs: layer {layer.layer!r} {seen}; NeuroBench counts its non-zero inputs, which the "
-                "activity count does not keep (it sums the input values); "
-                "quest_lightning.deploy.neurobench_metrics(model, x_seq) counts them in one forward pass. "
-                "Effective_ACs leave this layer out, as NeuroBench does unless all its inputs were -1, 0 or 1"
+                f"Effective_MACs: the non-zero inputs of layer {layer.layer!r} (analog input) are not in this record "
+                "(written by an earlier version, or resumed from its checkpoint within the epoch); "
+                "quest_lightning.deploy.neurobench_metrics(model, x_seq) counts them in one forward pass"
             )
             macs = None
     if declared:
+        analog = any(r.input_kind == "analog" for r in record.layers if r.layer in declared)
+        which = "Effective_ACs and Effective_MACs" if analog else "Effective_ACs"
         notes.append(
-            f"Effective_ACs count the input of {', '.join(map(repr, declared))} as declared (input_kind or "
+            f"{which} count the input of {', '.join(map(repr, declared))} as declared (input_kind or "
             "first_layer_analog), as the AOR does, not by what was seen"
         )
     if mixed:
@@ -337,11 +339,12 @@ def neurobench_record(
 
     The synaptic operations come from the epoch's exact per-level counts :math:`N(v)`: a layer counted as spikes
     (every input 0 or 1, NeuroBench's spiking input; or declared so by its ``input_kind``, as the AOR counts it)
-    adds :math:`\\sum_{v \\ne 0} N(v)` to ``Effective_ACs``; every layer adds its rows times :func:`dense_per_row` to
-    ``Dense``. ``Effective_MACs`` are ``None`` when a layer saw analog input: NeuroBench counts its non-zero inputs,
-    which the counts do not keep. The activation sparsity comes from the neurons'
-    spike counts. The connection sparsity and the footprints are those of ``model``'s weights now (at the end of a
-    fit, the weights its last validation epoch ran with).
+    adds :math:`\\sum_{v \\ne 0} N(v)` to ``Effective_ACs``; a layer counted as analog input adds
+    :math:`\\sum_{v \\ne 0} N_{\\ne 0}(v)` to ``Effective_MACs``, the per-level counts of its binarized input (its
+    non-zero input elements meeting the weights of level :math:`v`, ``LayerActivity.nonzero_level_ops``), exactly
+    NeuroBench's count; every layer adds its rows times :func:`dense_per_row` to ``Dense``. The activation sparsity
+    comes from the neurons' spike counts. The connection sparsity and the footprints are those of ``model``'s weights
+    now (at the end of a fit, the weights its last validation epoch ran with).
 
     Args:
         record: One epoch of the activity counts.

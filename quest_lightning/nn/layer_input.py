@@ -13,9 +13,10 @@ layers inherit it); it holds no weight and no quantizer.
   ``"spikes"`` and ``"analog"`` (:data:`INPUT_KINDS`).
 * **Record.** With ``record=True`` a layer records what it sees, exactly and without a host synchronisation (see
   :meth:`LayerInputMixin.record_input`): the input summed per position over every row (``input_counts``, float64),
-  the number of input elements that are neither 0 nor 1 (``nonbinary_inputs``, int64, on the device), and, as
-  Python ints from the shapes, the rows (time steps × samples), the calls and the time steps. When recording is off,
-  nothing is stored.
+  the number of input elements that are neither 0 nor 1 (``nonbinary_inputs``, int64, on the device), the number of
+  non-zero input elements per position (``nonzero_counts``, float64; kept apart only for a layer not declared
+  ``input_kind="spikes"``, see :meth:`LayerInputMixin.nonzero_input_counts`) and, as Python ints from the shapes, the
+  rows (time steps × samples), the calls and the time steps. When recording is off, nothing is stored.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class LayerInputMixin(StepModule):
         self.input_kind = input_kind
         self.input_counts: Tensor = torch.zeros(0, dtype=torch.float64)
         self.nonbinary_inputs: Tensor = torch.zeros((), dtype=torch.int64)
+        self.nonzero_counts: Tensor = torch.zeros(0, dtype=torch.float64)
         self.recorded_rows = 0
         self.recorded_calls = 0
         self.recorded_steps = 0
@@ -138,7 +140,12 @@ class LayerInputMixin(StepModule):
         * ``input_counts += x`` summed over the leading dimensions per feature position, accumulated in float64
           (the spike count per position for spike input, exact up to :math:`2^{53}`; the sum of values for analog
           input), whatever the dtype of ``x`` (a bf16 sum would round counts above 256);
-        * ``nonbinary_inputs +=`` the number of elements of ``x`` that are neither 0 nor 1 (int64, on the device).
+        * ``nonbinary_inputs +=`` the number of elements of ``x`` that are neither 0 nor 1 (int64, on the device);
+        * ``nonzero_counts +=`` the number of non-zero elements of ``x`` per feature position (float64, exact up to
+          :math:`2^{53}`; what NeuroBench's ``Effective_MACs`` binarize), unless the layer is declared
+          ``input_kind="spikes"``: a spike's non-zero count is its sum, so such a layer pays nothing more (see
+          :meth:`nonzero_input_counts`). A spike-declared call after calls that kept ``nonzero_counts`` adds its
+          sums to them, and the first call that keeps them starts from the sums of the spike-declared calls before.
 
         So, for one batch: ``samples = recorded_rows / recorded_steps`` and ``T = recorded_steps``, for a multi-step
         call on ``[T, B, ...]`` (``T·B`` rows, ``T`` steps) and for a single-step loop of ``T`` calls on ``[B, ...]``
@@ -149,7 +156,8 @@ class LayerInputMixin(StepModule):
 
         The float64 sums go through row blocks of about :data:`_SUM_BLOCK` elements, each converted to float64 in
         cache (one ``sum(dtype=float64)`` over the whole input reduces several times slower on the CPU); the
-        non-binary elements are counted with ``count_nonzero`` (a boolean ``sum`` is several times slower there).
+        non-binary and the non-zero elements are counted with ``count_nonzero`` (a boolean ``sum`` is several times
+        slower there).
         """
         x = x.detach()
         lead = x.dim() - self.feature_dims
@@ -163,22 +171,42 @@ class LayerInputMixin(StepModule):
         if self.input_counts.shape != features or self.input_counts.device != x.device:
             self.input_counts = torch.zeros(features, dtype=torch.float64, device=x.device)
             self.nonbinary_inputs = torch.zeros((), dtype=torch.int64, device=x.device)
+            self.nonzero_counts = torch.zeros(0, dtype=torch.float64, device=x.device)
+        spikes = self.input_kind == "spikes"
+        kept = self.nonzero_counts.shape == features
+        if not spikes and not kept:  # the calls recorded so far were declared spikes: their sums count them
+            self.nonzero_counts, kept = self.input_counts.clone(), True
         flat = x.reshape(-1, *features)
         sums = torch.zeros(features, dtype=torch.float64, device=x.device)
+        nonzero = None if spikes else torch.zeros(features, dtype=torch.float64, device=x.device)
         for block in flat.split(max(1, _SUM_BLOCK // max(math.prod(features), 1))):
             sums += block.to(torch.float64).sum(0)
+            if nonzero is not None:
+                nonzero += torch.count_nonzero(block, dim=0)
         nonbinary = torch.count_nonzero(torch.logical_and(flat != 0, flat != 1))
         if repeats != 1:
             sums, nonbinary = sums * repeats, nonbinary * repeats
+            nonzero = None if nonzero is None else nonzero * repeats
         self.input_counts += sums
         self.nonbinary_inputs += nonbinary
+        if kept:
+            self.nonzero_counts += sums if nonzero is None else nonzero
         self.recorded_rows += rows
         self.recorded_calls += 1
         self.recorded_steps += steps
 
+    def nonzero_input_counts(self) -> Tensor:
+        """How many recorded input elements were non-zero, per feature position (float64, ``[C, H, W]``,
+        ``[C, L]`` or ``[F]``; empty before the first recorded call): ``nonzero_counts`` where the layer kept them,
+        else ``input_counts`` (a layer declared ``input_kind="spikes"``, whose inputs are 0 or 1: a position's
+        non-zero inputs are its spikes). No host synchronisation."""
+        kept = self.nonzero_counts.shape == self.input_counts.shape
+        return self.nonzero_counts if kept and self.nonzero_counts.numel() else self.input_counts
+
     def reset_recording(self) -> None:
-        """Zero every record (``input_counts``, ``nonbinary_inputs``, ``recorded_rows``, ``recorded_calls``,
-        ``recorded_steps``)."""
+        """Zero every record (``input_counts``, ``nonbinary_inputs``, ``nonzero_counts``, ``recorded_rows``,
+        ``recorded_calls``, ``recorded_steps``)."""
         self.input_counts.zero_()
         self.nonbinary_inputs.zero_()
+        self.nonzero_counts.zero_()
         self.recorded_rows = self.recorded_calls = self.recorded_steps = 0

@@ -27,6 +27,12 @@ class LayerActivity(Record):
     ``input_layer`` is ``input_kind == "analog"``. ``module`` is the layer's class (``"Conv2d"``, ``"Linear"``: a
     layer that is not quest-lightning's, counted as a full-precision layer). The last three are ``None`` in files
     written before them.
+
+    ``nonzero_level_ops`` is, for a layer counted as analog input, :math:`N(v)` of its binarized input: the products
+    of its non-zero input elements with the weights of level :math:`v` (index :math:`v + Q`), summed over the rows
+    of the updates counted as analog (NeuroBench's ``Effective_MACs`` are their sum over :math:`v \ne 0`); ``None``
+    for a layer counted as spikes (whose non-zero inputs are its spikes: ``level_ops``), and in files written before
+    it.
     """
 
     layer: str
@@ -43,6 +49,7 @@ class LayerActivity(Record):
     input_kind: str | None = None
     input_kind_source: str | None = None
     module: str | None = None
+    nonzero_level_ops: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -58,6 +65,11 @@ class LayerActivity(Record):
             )
         if self.input_kind is not None and self.input_layer != (self.input_kind == "analog"):
             raise ValueError(f"LayerActivity {self.layer!r}: input_layer={self.input_layer} but {self.input_kind=}")
+        if self.nonzero_level_ops is not None and len(self.nonzero_level_ops) != len(self.level_ops):
+            raise ValueError(
+                f"LayerActivity {self.layer!r}: nonzero_level_ops has {len(self.nonzero_level_ops)} levels, "
+                f"level_ops {len(self.level_ops)}; both are indexed v + Q"
+            )
 
     @property
     def level_ops_per_sample(self) -> tuple[float, ...]:

@@ -23,15 +23,19 @@ class NeuroBenchRecord(Record):
 
     The synaptic operations and the activation sparsity are those of the epoch's counted batches, per sample
     (``samples`` of them); the connection sparsity and the footprints are those of the weights when the record was
-    written (at the end of a fit, the weights its last validation epoch ran with). A figure the counts cannot give
-    exactly is ``None``, and ``notes`` says why (never a guess).
+    written (at the end of a fit, the weights its last validation epoch ran with). Every figure is exact from the run,
+    ``Effective_MACs`` of a direct-coded first layer included; a figure the counts cannot give exactly (a layer that
+    saw spikes in some updates of the epoch and analog input in others) is ``None``, and ``notes`` says why (never a
+    guess).
 
     Attributes:
         stage: ``"val"`` (the weights fixed, as deployed) or ``"train"``.
         epoch: The epoch the counts belong to.
         samples: The samples the counts cover (NeuroBench's per-sample divisor).
         effective_acs: ``SynapticOperations`` ``Effective_ACs`` per sample: non-zero weights meeting a spike.
-        effective_macs: ``Effective_MACs`` per sample: non-zero weights meeting a non-zero analog input.
+        effective_macs: ``Effective_MACs`` per sample: non-zero weights meeting a non-zero analog input, at every
+            time step; exact from the run's count of the non-zero inputs of every layer counted as analog input
+            (``LayerActivity.nonzero_level_ops``).
         dense: ``Dense`` per sample: every product with all-ones inputs and weights.
         activation_sparsity: ``ActivationSparsity``: zero neuron outputs over all outputs.
         connection_sparsity: ``ConnectionSparsity``: zero weights (integer codes) over all synaptic weights.

@@ -100,16 +100,51 @@ def test_the_record_equals_neurobench_on_the_same_data(binary_run):
     assert Footprint()(TorchModel(module.model)) == record.footprint_bytes
 
 
-def test_analog_input_leaves_effective_macs_out_with_the_reason(tmp_path):
-    module, energy, x = _fit(tmp_path, binary=False)
+@pytest.fixture(scope="module")
+def grey_run(tmp_path_factory):
+    return _fit(tmp_path_factory.mktemp("grey"), binary=False)
+
+
+def test_analog_input_gives_exact_effective_macs(grey_run):
+    module, energy, x = grey_run
     record = energy.run_summary().neurobench
     hooks = neurobench_metrics(module.model, module.encoder(x))
-    assert hooks.synaptic_operations.effective_macs > 0  # grey pixels: the first layer's products are MACs
-    assert record.effective_macs is None
-    assert any("Effective_MACs: layer 'model.features.0.layer' saw analog input" in n for n in record.notes)
+    # grey pixels, many of them 0: the first layer's products are MACs of its non-zero pixels only
+    assert (x == 0).any() and ((x > 0) & (x < 1)).any()
+    assert hooks.synaptic_operations.effective_macs > 0
+    assert hooks.synaptic_operations.effective_macs < hooks.synaptic_operations.per_layer()[0]["dense_per_sample"]
+    assert record.effective_macs == hooks.synaptic_operations.effective_macs
+    assert not any("Effective_MACs" in n for n in record.notes)
+    first = energy.run_summary().activity["val"][-1].layers[0]
+    assert (first.layer, first.input_kind, first.input_kind_source) == ("model.features.0.layer", "analog", "recorded")
+    assert first.nonzero_level_ops is not None and sum(first.nonzero_level_ops) < sum(first.level_ops)
     assert record.effective_acs == hooks.synaptic_operations.effective_acs
     assert record.dense == hooks.synaptic_operations.dense
     assert record.activation_sparsity == hooks.activation_sparsity
+    # the file DeviceEnergyCallback wrote carries the same record
+    assert read_summary(energy.summary_path).neurobench == record
+
+
+def test_analog_effective_macs_equal_neurobench_on_the_same_data(grey_run):
+    pytest.importorskip("neurobench")
+    from neurobench.hooks.layer import LayerHook
+    from neurobench.metrics.workload import SynapticOperations
+    from neurobench.models import TorchModel
+
+    module, energy, x = grey_run
+    record = energy.run_summary().neurobench
+    view = neurobench_view(module)
+    nb_model = TorchModel(view)
+    nb_model.connection_hooks = [LayerHook(layer) for layer in nb_model.connection_layers()]
+    with torch.no_grad():
+        preds = view(module.encoder(x))
+    synops = SynapticOperations()(nb_model, preds, (x, torch.zeros(len(x), dtype=torch.long)))
+    assert synops["Effective_MACs"] > 0
+    assert (synops["Effective_ACs"], synops["Effective_MACs"], synops["Dense"]) == (
+        record.effective_acs,
+        record.effective_macs,
+        record.dense,
+    )
 
 
 def test_a_run_that_measured_no_epoch_has_no_record(tmp_path):

@@ -96,6 +96,78 @@ def test_analog_counts_accumulate_in_float64():
     assert int(layer.nonbinary_inputs) == (x * (1 - x) != 0).sum().item() > 0
 
 
+def _analog_with_zeros(*shape, seed=0, dtype=torch.float32) -> Tensor:
+    """Grey values, negative ones and about half exact zeros (what NeuroBench's Effective_MACs binarize)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g)
+    return torch.where(torch.rand(*shape, generator=g) < 0.5, torch.zeros(()), x).to(dtype)
+
+
+def _nonzero_recount(x: Tensor, feature_dims: int) -> Tensor:
+    """An independent recount of the non-zero input elements per position, in int64."""
+    nonzero = (x.detach() != 0).to(torch.int64)
+    return nonzero.reshape(-1, *x.shape[x.dim() - feature_dims :]).sum(0)
+
+
+@pytest.mark.parametrize("layout", ["linear [T, B, F]", "conv [T, B, C, H, W]", "single-step loop", "direct coding"])
+def test_nonzero_counts_equal_a_recount_in_every_layout(layout):
+    if layout == "conv [T, B, C, H, W]":
+        layer, x = QuantConv2d(2, 3, 3, padding=1, bits=2), _analog_with_zeros(T, B, 2, 5, 5)
+        seen, calls = x, [x]
+    elif layout == "direct coding":
+        layer, image = QuantLinear(F, 3, bits=2), _analog_with_zeros(B, F, seed=1)
+        x = DirectEncoder(T)(image)
+        assert x.stride(0) == 0  # recorded once and multiplied by T
+        seen, calls = image.expand(T, B, F).contiguous(), [x]
+    else:
+        layer, x = QuantLinear(F, 3, bits=2), _analog_with_zeros(T, B, F, seed=2)
+        seen, calls = x, (list(x) if layout == "single-step loop" else [x])
+    layer.record = True
+    for _ in range(2):  # two batches accumulate
+        for c in calls:
+            layer(c)
+    expected = 2 * _nonzero_recount(seen, layer.feature_dims)
+    assert 0 < int(expected.sum()) < 2 * seen.numel()  # zeros and non-zeros both present
+    assert layer.nonzero_counts.dtype == torch.float64
+    assert torch.equal(layer.nonzero_counts.to(torch.int64), expected)
+    assert layer.nonzero_input_counts() is layer.nonzero_counts
+    # the sums are still the sums of the values, not of the non-zero flags
+    torch.testing.assert_close(layer.input_counts, 2 * seen.double().sum((0, 1)), rtol=1e-12, atol=1e-9)
+
+
+def test_nonzero_counts_are_exact_in_bf16():
+    """3200 rows of bf16 grey values, about 90% non-zero: counts near 2900, which a bf16 count would round."""
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(4, 800, F, generator=g) * (torch.rand(4, 800, F, generator=g) < 0.9)).to(torch.bfloat16)
+    layer = QuantLinear(F, 3, bits=2, dtype=torch.bfloat16)
+    layer.record = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x)
+    exact = _nonzero_recount(x, 1)
+    naive = (x != 0).to(torch.bfloat16).flatten(0, 1).sum(0)
+    assert not torch.equal(naive.to(torch.int64), exact)  # so this test can tell the difference
+    assert torch.equal(layer.nonzero_counts.to(torch.int64), exact)
+
+
+def test_spike_declared_layers_keep_no_nonzero_counts():
+    """A layer declared input_kind="spikes" pays nothing more: its non-zero counts are its spike counts."""
+    spikes = _spikes(T, B, F, seed=6)
+    layer = QuantLinear(F, 3, bits=2, input_kind="spikes")
+    layer.record = True
+    layer(spikes)
+    assert layer.nonzero_counts.numel() == 0
+    assert layer.nonzero_input_counts() is layer.input_counts
+    assert torch.equal(layer.nonzero_input_counts().to(torch.int64), _nonzero_recount(spikes, 1))
+    # declared spikes, then not: the first calls count through their sums, the later ones are counted
+    analog = _analog_with_zeros(T, B, F, seed=7)
+    layer.input_kind = "auto"
+    layer(analog)
+    layer.input_kind = "spikes"
+    layer(spikes)
+    expected = 2 * _nonzero_recount(spikes, 1) + _nonzero_recount(analog, 1)
+    assert torch.equal(layer.nonzero_input_counts().to(torch.int64), expected)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # samples and T in every layout
 
@@ -244,6 +316,7 @@ def test_reset_zeroes_every_record():
     layer(torch.rand(T, B, F))
     layer.reset_recording()
     assert layer.input_counts.abs().sum() == 0 and int(layer.nonbinary_inputs) == 0
+    assert layer.nonzero_counts.numel() == F and layer.nonzero_counts.abs().sum() == 0
     assert (layer.recorded_rows, layer.recorded_calls, layer.recorded_steps) == (0, 0, 0)
     assert isinstance(layer_recording("fc", layer), LayerRecording)
 

@@ -6,7 +6,10 @@ batch-size guess. **Input kind.** A layer's operations are counted as spikes (an
 weight is a read) or as analog input (every MAC meeting a non-zero weight is a read) by what the layer saw: analog as
 soon as one recorded input element is neither 0 nor 1, decided on the device with no host synchronisation. The
 layer's own ``input_kind`` overrides that, and ``AORMeter(first_layer_analog=...)`` sets the first layer the network
-calls. The record says which kind each layer was counted as, and who decided.
+calls. The record says which kind each layer was counted as, and who decided. A layer counted as analog input also
+gets the per-level operations of its binarized input (its non-zero input elements, as the layer recorded them, meeting
+the weights of each level), what NeuroBench's ``Effective_MACs`` count; a layer declared ``input_kind="spikes"`` never
+needs them.
 
 **Per weight update.** The layers accumulate their input counts while the weights stay the same (the batches of a
 gradient-accumulation window, a whole validation run), and the counts are turned into per-level operations once per
@@ -69,6 +72,7 @@ class ActivityCounts(Part):
         self.layers: list[tuple[str, Any, Any]] = []  # (name, module, its recording)
         self.neurons: list[tuple[str, Any]] = []
         self._aor: dict[str, dict[str, ActivationOperationRate]] = {}
+        self._nonzero: dict[str, dict[str, ActivationOperationRate]] = {}  # binarized analog input
         self._kinds: dict[str, dict[str, InputKindTally]] = {}
         self._rates: dict[str, dict[str, SpikeRate]] = {}
         self._open: dict[str, int | None] = {}  # the epoch whose sums the meters hold (None: nothing in flight)
@@ -100,7 +104,7 @@ class ActivityCounts(Part):
         before = self.settings
         super().claim(driver, settings, priority)
         if self.settings != before:  # claims are made in setup, before anything is counted
-            self._aor, self._kinds, self._rates = {}, {}, {}
+            self._aor, self._nonzero, self._kinds, self._rates = {}, {}, {}, {}
             self.history = {s: self.history.get(s, []) for s in self.settings.on}
             self._open = {s: self._open.get(s) for s in self.settings.on}
         self._make_meters()
@@ -113,6 +117,9 @@ class ActivityCounts(Part):
             self._open.setdefault(s, None)
             if s not in self._aor:
                 self._aor[s] = {
+                    name: ActivationOperationRate(LayerGeometry.of(m), layer_codes(m)[1]) for name, m, _ in self.layers
+                }
+                self._nonzero[s] = {
                     name: ActivationOperationRate(LayerGeometry.of(m), layer_codes(m)[1]) for name, m, _ in self.layers
                 }
                 self._kinds[s] = {name: InputKindTally() for name, _, _ in self.layers}
@@ -174,13 +181,16 @@ class ActivityCounts(Part):
                 codes, _ = layer_codes(module)
                 counts, nonbinary = rec.input_counts, rec.nonbinary_inputs
                 kind, _ = self.kind_of(name, rec)
+                nonzero = None if kind == "spikes" else rec.nonzero_input_counts()
                 if kind is None:  # decided by what the layer saw, on the device
                     analog = nonbinary > 0
                     counts = torch.where(analog, torch.full_like(counts, rows), counts)
+                    nonzero = torch.where(analog, nonzero, torch.zeros_like(nonzero))
                 else:
                     analog = torch.tensor(kind == "analog")
                     counts = torch.full_like(counts, rows) if kind == "analog" else counts
-                for meter in (self._aor[stage][name], self._kinds[stage][name]):
+                meters = (self._aor[stage][name], self._kinds[stage][name], self._nonzero[stage][name])
+                for meter in meters:
                     if meter.device != codes.device:
                         meter.to(codes.device)
                 column = self._columns.get(name) if self.fast else None
@@ -188,6 +198,8 @@ class ActivityCounts(Part):
                 self._aor[stage][name].update(
                     counts, codes, rows, samples, None if kind == "spikes" else rows, column_levels=levels
                 )
+                if nonzero is not None:  # NeuroBench's binarized input: its non-zero elements
+                    self._nonzero[stage][name].update(nonzero, codes, rows, samples, rows, column_levels=levels)
                 self._kinds[stage][name].update(nonbinary, analog)
             for name, neuron in self.neurons:
                 if neuron.spike_count is not None and neuron.recorded_rows:
@@ -287,9 +299,10 @@ class ActivityCounts(Part):
         for name in taps.order(list(modules)):
             module, rec = modules[name]
             result = compute_quietly(self._aor[stage][name])
+            nonzero = compute_quietly(self._nonzero[stage][name])
             kinds = [int(v) for v in compute_quietly(self._kinds[stage][name])]
-            self._aor[stage][name].reset()
-            self._kinds[stage][name].reset()
+            for meters in (self._aor, self._nonzero, self._kinds):
+                meters[stage][name].reset()
             if int(result.rows) == 0:
                 not_run.append(SkippedLayer(name, type(module).__name__, "did not run in the counted batches"))
                 continue
@@ -304,7 +317,8 @@ class ActivityCounts(Part):
                         "layer's input_kind to count them all one way."
                     )
                     self.mixed.append((stage, epoch, msg))
-            layers.append(layer_activity(name, module, result, kind, source))
+            kept = kind == "analog" and int(nonzero.rows) == int(result.rows)  # every update (resumes too)
+            layers.append(layer_activity(name, module, result, kind, source, nonzero if kept else None))
         neurons = []
         for name, _ in self.neurons:
             result = compute_quietly(self._rates[stage][name])
@@ -339,6 +353,7 @@ class ActivityCounts(Part):
         meters = {
             s: {
                 "aor": {n: metric_state(m) for n, m in self._aor.get(s, {}).items()},
+                "nonzero": {n: metric_state(m) for n, m in self._nonzero.get(s, {}).items()},
                 "kind": {n: metric_state(m) for n, m in self._kinds.get(s, {}).items()},
                 "rate": {n: metric_state(m) for n, m in self._rates.get(s, {}).items()},
             }
@@ -359,6 +374,7 @@ class ActivityCounts(Part):
         for s, groups in state["meters"].items():
             for kind, meters in (
                 ("aor", self._aor.get(s, {})),
+                ("nonzero", self._nonzero.get(s, {})),
                 ("kind", self._kinds.get(s, {})),
                 ("rate", self._rates.get(s, {})),
             ):

@@ -49,9 +49,11 @@ class ActivitySettings:
         return asdict(self)
 
 
-def layer_activity(name: str, module: Any, result: AORResult, kind: str, source: str) -> LayerActivity:
-    """One layer's epoch record from its meter's result; ``kind`` is what its operations were counted as and
-    ``source`` who decided it."""
+def layer_activity(
+    name: str, module: Any, result: AORResult, kind: str, source: str, nonzero: AORResult | None = None
+) -> LayerActivity:
+    """One layer's epoch record from its meter's result; ``kind`` is what its operations were counted as, ``source``
+    who decided it, and ``nonzero`` the result of the meter of its binarized input (a layer counted as analog)."""
     quantized = isinstance(module, QuantLayerMixin) and bool(module.enabled)
     return LayerActivity(
         layer=name,
@@ -68,6 +70,7 @@ def layer_activity(name: str, module: Any, result: AORResult, kind: str, source:
         input_kind=kind,
         input_kind_source=source,
         module=type(module).__name__,
+        nonzero_level_ops=tuple(nonzero.level_ops.tolist()) if nonzero is not None else None,
     )
 
 

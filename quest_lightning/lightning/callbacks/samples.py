@@ -53,6 +53,7 @@ class ForeignRecording(QuantLayerMixin):
         self.record = False
         self.input_counts = torch.zeros(0, dtype=torch.float64)
         self.nonbinary_inputs = torch.zeros((), dtype=torch.int64)
+        self.nonzero_counts = torch.zeros(0, dtype=torch.float64)
         self.recorded_rows = self.recorded_calls = self.recorded_steps = 0
 
     @property
