@@ -14,3 +14,6 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   .venv/bin/python -m pip install -q $TORCH_SPEC
 fi
 .venv/bin/python -m pip install -q -e ".[dev,docs]"
+# NeuroBench's own metric code, for the tests that cross-check quest_lightning's NeuroBench metrics against it. Its
+# wheel requires torchaudio, tonic and numba, which the metric modules do not import, so it goes in without them.
+.venv/bin/python -m pip install -q --no-deps "neurobench==2.3.0"
