@@ -85,6 +85,22 @@ def test_a_network_that_never_fires_is_flagged_and_no_ratio_is_logged_as_a_savin
     assert "energy/read/val/total" in logged  # the device figures (0 J) are not ratios
 
 
+def test_neurons_that_never_fire_in_a_network_that_does_are_flagged_by_name(tmp_path):
+    """At threshold 1 this network's first neurons fire and the next two layers' never do: what those feed reads
+    nothing, which the record must not let pass as a saving."""
+    pl.seed_everything(0, verbose=False)
+    with pytest.warns(UserWarning, match="never fired; what they feed sees no spikes"):
+        meter, _, _, summary = _fit(tmp_path, QuestModule(_net(threshold=1.0), timesteps=2), epochs=1)
+    for stage in ("train", "val"):
+        record = meter.latest(stage)
+        fired = {n.neuron: n.spikes for n in record.neurons}
+        assert not record.silent and any(v > 0 for v in fired.values()) and any(v == 0 for v in fired.values())
+        (flag,) = [f for f in summary.flags if f.code == "silent_neurons" and f.stage == stage]
+        named = {n for n in fired if repr(n) in flag.message}
+        assert named == {n for n, v in fired.items() if v == 0} and flag.epoch == 0
+    assert "silent_network" not in {f.code for f in summary.flags}
+
+
 def test_the_record_carries_per_epoch_curves_whatever_the_logger(tmp_path):
     pl.seed_everything(0, verbose=False)
     module = QuestModule(_net(), timesteps=2, lr=0.05, schedule="step", milestones=[0.5], gamma=0.1)

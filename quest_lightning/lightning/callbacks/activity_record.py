@@ -84,6 +84,21 @@ def neuron_activity(name: str, result: SpikeRateResult) -> NeuronActivity:
     )
 
 
+def silent_neurons(record: ActivityRecord) -> list[str]:
+    """The neurons of an epoch record that never fired (no spike in any step of any sample)."""
+    return [n.neuron for n in record.neurons if (n.spikes if n.spikes is not None else n.rate) == 0]
+
+
+def silent_neurons_message(record: ActivityRecord, dead: list[str]) -> str:
+    """What a reader must know about neurons that never fired in a network that did."""
+    return (
+        f"{record.stage} epoch {record.epoch}: neuron(s) {', '.join(repr(n) for n in dead)} never fired; what they "
+        "feed sees no spikes, so its AOR and read energy are 0, a dead path rather than a saving. A quantized "
+        "membrane is clipped to the feeding layer's ±alpha: a threshold far above alpha can only be crossed by one "
+        "step's input (docs/quantization.md)."
+    )
+
+
 def log_activity(trainer: pl.Trainer, record: ActivityRecord) -> None:
     """Log an epoch record's figures (``aor/``, ``sparsity/``, ``spike_rate/``) and, with W&B, its table; an empty
     record logs nothing but a warning."""
@@ -95,6 +110,8 @@ def log_activity(trainer: pl.Trainer, record: ActivityRecord) -> None:
         rank_zero_warn(
             f"{stage} epoch {record.epoch}: no neuron fired; the network is silent (its energy is no saving)."
         )
+    elif dead := silent_neurons(record):
+        rank_zero_warn(silent_neurons_message(record, dead))
     scalars = {f"aor/{stage}/{r.layer}": r.aor for r in record.layers}
     scalars.update({f"sparsity/{r.layer}": r.sparsity for r in record.layers if r.sparsity is not None})
     scalars.update({f"spike_rate/{stage}/{n.neuron}": n.rate for n in record.neurons})

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from quest_lightning.energy.aware import EnergyAware
 from quest_lightning.lightning.callbacks.activity_counts import ActivityCounts
+from quest_lightning.lightning.callbacks.activity_record import silent_neurons, silent_neurons_message
 from quest_lightning.lightning.callbacks.base import OWNER, world_size
 from quest_lightning.lightning.callbacks.energy_aware import EnergyAwareTraining
 from quest_lightning.lightning.callbacks.guard import DegenerateRunError, FiniteGuard
@@ -225,6 +226,10 @@ class RunCounts:
                         "ratios of this epoch are the cost of a dead network, not a saving"
                     )
                     out.append(Flag("silent_network", msg, stage, r.epoch))
+        for stage, records in self.activity.history.items():  # the latest epoch that ran, not every epoch
+            latest = next((r for r in reversed(records) if r.empty is None), None)
+            if latest is not None and not latest.silent and (dead := silent_neurons(latest)):
+                out.append(Flag("silent_neurons", silent_neurons_message(latest, dead), stage, latest.epoch))
         return tuple(out)
 
     def energy_aware(self) -> EnergyAwareSettings | None:
