@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quest_lightning.nn import DirectEncoder
+from quest_lightning.nn.inspect import reset_states
 
 
 @dataclass
@@ -36,6 +37,7 @@ def digits_data() -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def train_digits(model: nn.Module, encoder: DirectEncoder, x: Tensor, y: Tensor, epochs: int, lr: float) -> None:
+    """Adam on batches of 32 in a seeded order, each batch a new sequence (neurons that keep state are zeroed)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(0)
     model.train()
@@ -43,8 +45,10 @@ def train_digits(model: nn.Module, encoder: DirectEncoder, x: Tensor, y: Tensor,
         order = torch.randperm(len(y), generator=gen)
         for i in range(0, len(order), 32):
             idx = order[i : i + 32]
+            reset_states(model)
             loss = F.cross_entropy(model(encoder(x[idx])).mean(0), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
+    reset_states(model)
     model.eval()

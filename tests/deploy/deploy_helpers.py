@@ -1,8 +1,7 @@
 """Helpers of the deployment tests: the 8x8 digits, a small spiking convnet, and a short training loop."""
 
 import torch
-import torch.nn.functional as F
-from spikingjelly.activation_based import functional
+from digits import train_digits
 
 from quest_lightning.nn import DirectEncoder, SpikingVGG
 
@@ -21,21 +20,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 2, lr: float = 3e-3) -> None:
-    encode = DirectEncoder(T)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(y), generator=gen)
-        for i in range(0, len(order), 32):
-            idx = order[i : i + 32]
-            functional.reset_net(model)  # neurons called as modules keep their state between calls
-            loss = F.cross_entropy(model(encode(x[idx])).mean(0), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    functional.reset_net(model)
-    model.eval()
+    train_digits(model, DirectEncoder(T), x, y, epochs, lr)
 
 
 def digits_net(**kwargs) -> SpikingVGG:

@@ -23,13 +23,7 @@ from quest_lightning.metrics.functional import level_operation_counts
 from quest_lightning.metrics.geometry import LayerGeometry
 from quest_lightning.nn import DirectEncoder, QuantLinear, SpikingVGG, layer_recordings, quantized_layers, recording
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's: tiny models run faster on one thread
 
 
 def test_doctests():

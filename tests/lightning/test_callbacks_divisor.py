@@ -18,14 +18,6 @@ STATES = (0, 3, 6)
 PE = pattern_energies(get_device("skmtj7"), 2, STATES)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def joules_of_writes(before, after):
     """sum over layers of sum_{i != j} #(weights from level i to j) E_w^p[i, j], every pattern, in loops."""
     out = [0.0] * len(PE.patterns)

@@ -24,14 +24,6 @@ BATCH, BATCHES = 8, 7
 STAGES = [("a", 2, 5), ("b", 6, 9, 0), ("c", 2, 4, 1)]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _data():
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(BATCH, 1, 8, 8, generator=g), torch.randint(0, 10, (BATCH,), generator=g)

@@ -28,15 +28,6 @@ STAGES = [("early", 1, 3), ("late", 5, 8)]
 E_MAC, E_AC = 4.6e-12, 0.9e-12
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run much faster on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def digits(train=512, val=200):
     d = load_digits()
     x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0  # 8x8 in [0, 1]

@@ -20,13 +20,7 @@ from quest_lightning.lightning.module import QuestModule
 from quest_lightning.metrics.functional import transition_counts
 from quest_lightning.nn import QuantConv2d, QuantIFNode, QuantLinear, SpikingVGG, quantized_layers
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's: tiny models run faster on one thread
 
 
 def loaders(train=256, val=100, batch=32):

@@ -31,13 +31,7 @@ from quest_lightning.metrics.training_recorder import TrainingOpsRecorder, layer
 from quest_lightning.nn import DirectEncoder, QuantConv1d, QuantConv2d, QuantIFNode, QuantLinear, SpikingVGG
 from quest_lightning.nn.neurons import make_neuron
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's: tiny models run faster on one thread
 
 
 def test_doctests():

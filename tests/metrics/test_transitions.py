@@ -62,15 +62,6 @@ def test_transition_counts_reject_mismatched_shapes():
         transition_counts(torch.zeros(3, dtype=torch.int8), torch.zeros(4, dtype=torch.int8), 1)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class CaptureLogger(Logger):
     """Keeps every logged scalar in memory: ``history[key] = [(step, value), ...]``."""
 
