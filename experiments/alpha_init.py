@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import md_image, md_table, pct, pyplot, save_figure, write_outputs
+from common import digits, md_image, md_table, pct, pyplot, save_figure, write_outputs
 
 from quest_lightning.nn import DirectEncoder, SpikingVGG, quantized_layers, recording, spiking_neurons
 
@@ -39,17 +39,6 @@ EXP, FOLDER = "alpha_init", "digits"
 CONFIG, FC = [16, 32, "P", 32, 64, "P"], [128]
 T, EPOCHS, BATCH, LR, WEIGHT_DECAY = 4, 8, 32, 3e-3, 1e-4
 BITS, INITS = (2, 3, 4), ("mint", "range")
-
-
-def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(data.target)
-    train, test = train_test_split(list(range(len(y))), test_size=0.25, random_state=0, stratify=data.target)
-    return x[train], y[train], x[test], y[test]
 
 
 def short(name: str) -> str:

@@ -138,6 +138,20 @@ def run_recipe(
     return {**record, "run_dir": str(out), "log_dir": str(log_dir_of(out)), **load_run(log_dir_of(out))}
 
 
+def digits() -> tuple[Any, Any, Any, Any]:
+    """The 8×8 digits shipped with scikit-learn as ``[N, 1, 8, 8]`` images in [0, 1] and labels, split 75/25,
+    stratified, with ``random_state=0``: ``(x_train, y_train, x_test, y_test)`` (torch tensors)."""
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(data.target)
+    train, test = train_test_split(list(range(len(y))), test_size=0.25, random_state=0, stratify=data.target)
+    return x[train], y[train], x[test], y[test]
+
+
 def _load_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(Path(path).read_text())

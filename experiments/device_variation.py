@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import REPO, md_table, pyplot, write_outputs
+from common import REPO, digits, md_table, pyplot, write_outputs
 
 from quest_lightning.devices import count_writes, endurance_report, enumerate_patterns, get_device
 from quest_lightning.hardware import (
@@ -66,18 +66,6 @@ SECTIONS = {  # sweep key: (markdown title, what the plot shows, image name)
     "d2d_linear": ("The same with a linear (analog) read", "linear (analog) read", "accuracy-vs-d2d-linear"),
     "stuck_random": ("Cells stuck at a random state", "cells stuck at a random state", "accuracy-vs-stuck"),
 }
-
-
-def digits() -> tuple[torch.Tensor, ...]:
-    from sklearn import datasets, model_selection
-
-    data = datasets.load_digits()
-    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(data.target)
-    train, test = model_selection.train_test_split(
-        list(range(len(y))), test_size=0.25, random_state=0, stratify=data.target
-    )
-    return x[train], y[train], x[test], y[test]
 
 
 def fit(model, encode, x, y, epochs: int, lr: float, seed: int, writes: dict | None = None) -> int:

@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import md_image, md_table, pyplot, save_figure, write_outputs
+from common import digits, md_image, md_table, pyplot, save_figure, write_outputs
 
 from quest_lightning.devices import get_device, pattern_energies
 from quest_lightning.energy.aware import EnergyAware, EnergyAwareKnobs, choose_pattern
@@ -66,17 +66,6 @@ SETTINGS: list[dict[str, Any]] = [
     {"name": "both h=0.35 l=1", "write_margin": 0.35, "read_weight": 1.0},
 ]
 COMBINED = "both h=0.15 l=0.5"
-
-
-def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(data.target)
-    train, test = train_test_split(list(range(len(y))), test_size=0.25, random_state=0, stratify=data.target)
-    return x[train], y[train], x[test], y[test]
 
 
 def fixed_pattern() -> int:
