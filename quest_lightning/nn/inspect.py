@@ -43,9 +43,9 @@ def reset_states(model: nn.Module) -> None:
     SpikingJelly's neurons (``MemoryModule``: its own and quest-lightning's ``QuantIFNode``/``QuantLIFNode``, which
     are theirs) are reset by ``spikingjelly.activation_based.functional.reset_net``; snnTorch's with
     ``init_hidden=True`` (``QuantLeaky`` included) by ``snntorch.utils.reset``, which forgets the graph of the last
-    sequence too. A network of :class:`~quest_lightning.nn.vgg.SpikingBlock` keeps no state and is left as it is.
-    A converted network needs this between batches, or its neurons start each batch from the last one's membranes
-    (and a second ``backward`` walks the first batch's graph).
+    sequence too. A network of :class:`~quest_lightning.nn.vgg.SpikingBlock` keeps no state, so the reset changes
+    nothing there. A converted network needs it between batches, or its neurons start each batch from the last one's
+    membranes (and a second ``backward`` walks the first batch's graph).
     """
     import snntorch as snn
     from spikingjelly.activation_based import base, functional
